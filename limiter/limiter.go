@@ -85,7 +85,7 @@ type Hit struct {
 	// AppendKeyPart so different part lists never share a key. Hits with the same Key share a Redis hash tag
 	// (one Cluster slot); the store adds the algorithm and window, so changing either starts a fresh counter
 	// while changing Requests keeps the count.
-	Key string
+	Key   string
 	Limit Limit
 	// Cost is the number of units: 0 checks without consuming, a negative cost refunds (never below empty).
 	Cost int64
