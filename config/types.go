@@ -30,7 +30,9 @@ const (
 // Limit is one quota of a Rule, with the envoyproxy/ratelimit facts Envoy needs in responses.
 type Limit struct {
 	limiter.Limit
-	// Name is the policy name used in RateLimit headers and current_limit.name (may be empty).
+	// Name is the policy name used in RateLimit headers and current_limit.name: the rate_limit name if
+	// set, else the rule name, or for several limits on one rule the rule name plus "#1", "#2"...
+	// Never empty, and distinct among the limits of one rule.
 	Name string
 	// RequestsPerUnit, Unit and UnitMultiplier describe the window as Envoy's current_limit does;
 	// Window in the embedded limiter.Limit is Unit×UnitMultiplier (or the custom window).
@@ -42,7 +44,8 @@ type Limit struct {
 // Rule is what a descriptor (or an HTTP rule) matched: the limits applied to it and how.
 type Rule struct {
 	// Name labels the rule in metrics and the audit trail: the rate_limit name if set, otherwise the
-	// descriptor path such as "api.user.vip" or "api.user.*". Bounded by the config, never a request value.
+	// descriptor path such as "api.user_vip", "api.user" (key-only) or "api.path_/foo*" (wildcard as
+	// written). Bounded by the config, never a request value.
 	Name string
 	// Path is the config path of the matched node, e.g. "api.user_vip" for messages.
 	Path string
@@ -53,6 +56,13 @@ type Rule struct {
 	DetailedMetric bool
 	// Replaces lists rule names this rule overrides when both match in one request.
 	Replaces []string
+	// Quota is envoyproxy/ratelimit's quota_mode: an over-limit quota rule blocks the request only when
+	// every quota rule of the request is over its limit.
+	Quota bool
+	// SharedValues is nil unless a node on the rule's path has share_threshold: then it has one element
+	// per descriptor entry, and a non-empty element is the wildcard pattern (e.g. "files/*") that replaces
+	// that entry's request value in the counter key, so every matching value shares one counter.
+	SharedValues []string
 }
 
 // KeySource says where an HTTP rule takes one part of its counter key from.
