@@ -1,0 +1,49 @@
+# Floodgate. `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
+PKGS := ./...
+FUZZTIME ?= 30s
+
+.PHONY: help build run test unit lint bench fuzz loadtest tools clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+build: ## build bin/floodgate and bin/floodgate-load
+	$(GO) build -trimpath -o bin/floodgate ./cmd/floodgate
+	$(GO) build -trimpath -o bin/floodgate-load ./cmd/floodgate-load
+
+run: ## run Floodgate on the in-memory store with the bundled example limits
+	$(GO) run ./cmd/floodgate
+
+test: lint ## the whole suite: lint, then every test with -race against real Redis
+	./scripts/with-redis.sh $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+unit: ## tests only (no lint), with -race
+	./scripts/with-redis.sh $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+lint: tools ## gofmt check, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
+
+tools:
+	@test -x "$(STATICCHECK)" || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+bench: ## Go benchmarks of the hot path (memory, Redis, gRPC handlers)
+	./scripts/with-redis.sh $(GO) test -run '^$$' -bench . -benchmem -count 1 ./limiter/... ./extauthz/... ./config/...
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; done
+
+loadtest: build ## load harness: do-nothing gRPC server vs Floodgate (memory, Redis) under the same load
+	./scripts/with-redis.sh ./bin/floodgate-load
+
+clean:
+	rm -rf bin

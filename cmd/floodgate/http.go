@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/floodgate/floodgate/limiter"
+	"github.com/floodgate/floodgate/metrics"
+)
+
+// storeHealth pings the store once a second and publishes the result to gRPC health, /readyz and metrics.
+//
+// gRPC health: the Envoy services report SERVING while the store answers. When it does not, they report
+// NOT_SERVING only with --on-store-error=deny (Envoy should then route around this replica); with allow or
+// local this replica still gives the configured answer, so it stays SERVING. /readyz follows the store.
+type storeHealth struct {
+	store      limiter.Store
+	timeout    time.Duration
+	metrics    *metrics.Metrics
+	logger     *slog.Logger
+	health     *health.Server
+	services   []string
+	failClosed bool
+
+	mu        sync.Mutex
+	up        bool
+	checked   bool
+	lastErr   string
+	lastCheck time.Time
+	stopping  bool
+}
+
+func (h *storeHealth) loop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.check(ctx)
+		}
+	}
+}
+
+func (h *storeHealth) check(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	start := time.Now()
+	err := h.store.Ping(ctx)
+	cancel()
+	h.metrics.ObservePing(time.Since(start), err)
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopping {
+		return
+	}
+	up := err == nil
+	if h.checked && up != h.up {
+		if up {
+			h.logger.Info("store reachable again")
+		} else {
+			h.logger.Warn("store unreachable", "err", err)
+		}
+	} else if !h.checked && !up {
+		h.logger.Warn("store unreachable", "err", err)
+	}
+	h.up, h.checked, h.lastCheck = up, true, time.Now()
+	h.lastErr = ""
+	if err != nil {
+		h.lastErr = err.Error()
+	}
+	status := healthpb.HealthCheckResponse_SERVING
+	if !up && h.failClosed {
+		status = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	h.health.SetServingStatus("", status)
+	for _, s := range h.services {
+		h.health.SetServingStatus(s, status)
+	}
+}
+
+// shutdown reports NOT_SERVING for every service so Envoy drains this replica.
+func (h *storeHealth) shutdown() {
+	h.mu.Lock()
+	h.stopping = true
+	h.mu.Unlock()
+	h.health.Shutdown()
+}
+
+type readiness struct {
+	Status    string    `json:"status"`
+	Store     string    `json:"store"`
+	Error     string    `json:"error,omitempty"`
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+func (h *storeHealth) readiness() (readiness, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := readiness{Status: "ready", Store: "up", CheckedAt: h.lastCheck, Error: h.lastErr}
+	ok := h.up && !h.stopping
+	if !h.up {
+		r.Status, r.Store = "not ready", "down"
+	}
+	if h.stopping {
+		r.Status = "shutting down"
+	}
+	return r, ok
+}
+
+func newHTTPHandler(reg *prometheus.Registry, h *storeHealth) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		r, ok := h.readiness()
+		code := http.StatusOK
+		if !ok {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, r)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("Floodgate\n\n/healthz  liveness\n/readyz   readiness (store reachable)\n/metrics  Prometheus metrics\n"))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,266 @@
+// Command floodgate serves Envoy's ext_authz and rate limit service APIs over gRPC and an HTTP server with
+// health checks and Prometheus metrics. See the README for flags and behaviour.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/floodgate/floodgate/config"
+	"github.com/floodgate/floodgate/extauthz"
+	"github.com/floodgate/floodgate/limiter"
+	"github.com/floodgate/floodgate/metrics"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil)
+	stop()
+	if err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "floodgate:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// errUsage is returned after the usage or a check-config report has been printed; main only sets the exit code.
+var errUsage = errors.New("usage")
+
+// listening receives the bound addresses once both servers listen (tests pass ":0" and read the ports here).
+type listening func(grpcAddr, httpAddr net.Addr)
+
+// run builds everything from args and the environment and serves until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready listening) error {
+	if len(args) > 0 && args[0] == "check-config" {
+		return checkConfig(args[1:], stdout, stderr)
+	}
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+
+	limits, err := loadLimits(cfg.ConfigPath)
+	if err != nil {
+		return err
+	}
+	var current atomic.Pointer[config.Snapshot]
+	current.Store(limits)
+	info := limits.Info()
+	logger.Info("limits loaded", "sources", info.Sources, "domains", limits.Domains(), "version", info.Version)
+
+	reg := metrics.NewRegistry()
+	m := metrics.New(reg)
+	m.SetConfig(info)
+
+	store, closeStore, err := openStore(cfg, m, logger)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+
+	var fallback limiter.Store
+	if cfg.OnStoreError == "local" {
+		mem := limiter.NewMemory(limiter.MemoryOptions{MaxEntries: cfg.MemoryMaxEntries})
+		m.TrackEntries("fallback", mem.Len)
+		fallback = mem
+	}
+
+	svc, err := extauthz.New(extauthz.Options{
+		Limits:           limitsFunc(current.Load),
+		Store:            store,
+		Fallback:         fallback,
+		LocalShare:       cfg.LocalShare,
+		StoreTimeout:     cfg.StoreTimeout,
+		OnStoreError:     cfg.OnStoreError,
+		TrustedProxyHops: cfg.TrustedProxyHops,
+		TrustedProxies:   cfg.TrustedProxies,
+		IPv6Prefix:       cfg.IPv6Prefix,
+		IPv4Prefix:       cfg.IPv4Prefix,
+		AuthzDomain:      cfg.AuthzDomain,
+		Shadow:           cfg.Shadow,
+		Headers:          cfg.Headers,
+		Observer:         m,
+		Logger:           logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	grpcLn, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen grpc %s: %w", cfg.GRPCAddr, err)
+	}
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		grpcLn.Close()
+		return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
+	}
+
+	grpcServer := grpc.NewServer(
+		// Envoy pings idle HTTP/2 connections; the default policy would answer GOAWAY "too_many_pings".
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.MaxRecvMsgSize(4<<20),
+	)
+	svc.Register(grpcServer)
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(grpcServer, healthSrv)
+	reflection.Register(grpcServer)
+
+	checker := &storeHealth{store: store, timeout: max(cfg.StoreTimeout, 250*time.Millisecond), metrics: m, logger: logger,
+		health: healthSrv, services: svc.HealthServiceNames(), failClosed: cfg.OnStoreError == "deny"}
+	checker.check(ctx)
+
+	httpServer := &http.Server{
+		Handler:           newHTTPHandler(reg, checker),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	logger.Info("floodgate serving",
+		"grpc_addr", grpcLn.Addr().String(), "http_addr", httpLn.Addr().String(),
+		"store", storeName(cfg), "on_store_error", cfg.OnStoreError, "store_timeout", cfg.StoreTimeout)
+	if ready != nil {
+		ready(grpcLn.Addr(), httpLn.Addr())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	// Ends when Serve returns: GracefulStop/Stop below, or a listener error.
+	g.Go(func() error {
+		if err := grpcServer.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("serve grpc: %w", err)
+		}
+		return nil
+	})
+	// Ends when Shutdown below closes the server, or on a listener error.
+	g.Go(func() error {
+		if err := httpServer.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	// Ends when gctx is done.
+	g.Go(func() error {
+		checker.loop(gctx, time.Second)
+		return nil
+	})
+	// Ends after the shutdown sequence, which starts when ctx is cancelled or a server fails.
+	g.Go(func() error {
+		<-gctx.Done()
+		logger.Info("shutting down", "drain_timeout", cfg.DrainTimeout)
+		checker.shutdown()
+		// Let Envoy's health checks see NOT_SERVING and move traffic before connections close.
+		if ctx.Err() != nil {
+			time.Sleep(cfg.DrainTimeout)
+		}
+		stopped := make(chan struct{})
+		// Ends when every in-flight RPC has finished (or Stop below cuts them off).
+		go func() { grpcServer.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(cfg.ShutdownTimeout):
+			logger.Warn("graceful stop timed out; closing connections")
+			grpcServer.Stop()
+			<-stopped
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		return httpServer.Shutdown(sctx)
+	})
+	err = g.Wait()
+	logger.Info("floodgate stopped")
+	return err
+}
+
+type limitsFunc func() *config.Snapshot
+
+func (f limitsFunc) Limits() *config.Snapshot { return f() }
+
+func loadLimits(path string) (*config.Snapshot, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	s, err := config.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("load limits: %w", err)
+	}
+	return s, nil
+}
+
+func storeName(cfg Config) string {
+	if cfg.RedisURL == "" {
+		return "memory"
+	}
+	return "redis"
+}
+
+// openStore builds the decision store: Redis when a URL is given, else the in-memory store. With
+// --over-limit-cache the store is wrapped in the local over-limit cache.
+func openStore(cfg Config, m *metrics.Metrics, logger *slog.Logger) (limiter.Store, func(), error) {
+	var store limiter.Store
+	closeFn := func() {}
+	if cfg.RedisURL == "" {
+		mem := limiter.NewMemory(limiter.MemoryOptions{MaxEntries: cfg.MemoryMaxEntries})
+		m.TrackEntries("memory", mem.Len)
+		store = mem
+	} else {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--redis-url: %w", err)
+		}
+		// Short socket timeouts so a dead node is noticed quickly; the per-decision deadline is the context's.
+		opts.ContextTimeoutEnabled = true
+		if opts.DialTimeout == 0 || opts.DialTimeout > time.Second {
+			opts.DialTimeout = time.Second
+		}
+		opts.ReadTimeout = max(cfg.StoreTimeout, 500*time.Millisecond)
+		opts.WriteTimeout = opts.ReadTimeout
+		opts.MaxRetries = -1 // a retry would blow the decision deadline; the failure mode answers instead
+		client := redis.NewClient(opts)
+		store = limiter.NewRedis(client, limiter.RedisOptions{Prefix: cfg.RedisPrefix, Timeout: cfg.StoreTimeout, Logger: logger})
+		closeFn = func() {
+			if err := client.Close(); err != nil {
+				logger.Warn("close redis client", "err", err)
+			}
+		}
+	}
+	if cfg.OverLimitCache > 0 {
+		c := limiter.NewOverLimitCache(store, limiter.CacheOptions{MaxEntries: cfg.OverLimitCache})
+		m.TrackEntries("over_limit_cache", c.Len)
+		store = c
+	}
+	return store, closeFn, nil
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
