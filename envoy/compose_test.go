@@ -326,8 +326,10 @@ func checkDeployment(files map[string]string, root string, limits limitDomains) 
 			}
 		}
 	}
-	if hops, err := strconv.Atoi(fl["trusted-proxy-hops"]); err != nil || uint32(hops) != env.XFFTrustedHops {
-		fail("%s: floodgate --trusted-proxy-hops=%s but envoy.yaml has xff_num_trusted_hops %d: both must count the proxies in front of Envoy", fileCompose, fl["trusted-proxy-hops"], env.XFFTrustedHops)
+	// Floodgate's hops count every proxy that appended to X-Forwarded-For, the calling Envoy included, so
+	// behind k proxies (Envoy's xff_num_trusted_hops k) it is k+1; 0 (the source address) is right only at the edge.
+	if hops, err := strconv.Atoi(fl["trusted-proxy-hops"]); err != nil || !(uint32(hops) == env.XFFTrustedHops+1 || (hops == 0 && env.XFFTrustedHops == 0)) {
+		fail("%s: floodgate --trusted-proxy-hops=%s but envoy.yaml has xff_num_trusted_hops %d: want %d (the proxies in front of Envoy plus Envoy itself)", fileCompose, fl["trusted-proxy-hops"], env.XFFTrustedHops, env.XFFTrustedHops+1)
 	}
 	if st, err := time.ParseDuration(fl["store-timeout"]); err != nil {
 		fail("%s: floodgate --store-timeout %q: %v", fileCompose, fl["store-timeout"], err)
@@ -632,8 +634,8 @@ func TestDeploymentRejectsDisagreement(t *testing.T) {
 		{
 			name:    "trusted hops disagree",
 			file:    fileCompose,
-			give:    replace("--trusted-proxy-hops=0", "--trusted-proxy-hops=1"),
-			wantErr: "floodgate --trusted-proxy-hops=1 but envoy.yaml has xff_num_trusted_hops 0",
+			give:    replace("--trusted-proxy-hops=0", "--trusted-proxy-hops=2"),
+			wantErr: "floodgate --trusted-proxy-hops=2 but envoy.yaml has xff_num_trusted_hops 0: want 1",
 		},
 		{
 			name:    "store timeout above Envoy's ratelimit timeout",

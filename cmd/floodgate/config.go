@@ -72,7 +72,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.Float64Var(&c.LocalShare, "local-share", 1, "with --on-store-error=local, the share of each limit one replica grants (e.g. 1/replicas)")
 	fs.IntVar(&c.OverLimitCache, "over-limit-cache", 0, "entries of the local over-limit cache (0 disables it)")
 	fs.IntVar(&c.MemoryMaxEntries, "memory-max-entries", 1_000_000, "maximum counters kept by the in-memory store")
-	fs.IntVar(&c.TrustedProxyHops, "trusted-proxy-hops", 0, "proxies in front of Envoy whose X-Forwarded-For entries are trusted (ext_authz client IP)")
+	fs.IntVar(&c.TrustedProxyHops, "trusted-proxy-hops", 0, "ext_authz client IP: the N-th X-Forwarded-For entry from the right, counting the calling Envoy as one hop (0: the source address)")
 	fs.StringVar(&trusted, "trusted-proxies", "", "comma-separated CIDRs of trusted proxies; X-Forwarded-For is walked from the right past them")
 	fs.IntVar(&c.IPv6Prefix, "ipv6-prefix", 64, "IPv6 clients are keyed by this prefix length")
 	fs.IntVar(&c.IPv4Prefix, "ipv4-prefix", 32, "IPv4 clients are keyed by this prefix length")
