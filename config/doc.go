@@ -16,8 +16,8 @@
 //	      # unlimited: true       # always OK, no store call; excludes every other limit field
 //	    shadow_mode: false        # evaluate and count, never block
 //	    detailed_metric: false    # recorded on the Rule
-//	    quota_mode: false         # recorded on the Rule (envoyproxy/ratelimit quota semantics)
-//	    share_threshold: false    # wildcard values only: all matching values share one counter
+//	    quota_mode: false         # over limit blocks only when every quota descriptor of the request is over
+//	    share_threshold: false    # wildcard values only: all matching values share one counter (RLS keys)
 //	    value_to_metric: false    # accepted, ignored: metric labels never carry request values
 //	    metadata: {}              # accepted, ignored
 //	    descriptors: [...]        # nested entries of the same descriptor

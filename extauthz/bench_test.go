@@ -95,7 +95,7 @@ func BenchmarkKeyBuild(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		var buf []byte
 		for pb.Next() {
-			buf = appendDescriptorKey(buf[:0], "api", d.GetEntries())
+			buf = appendDescriptorKey(buf[:0], "api", d.GetEntries(), nil)
 			buf = appendIndex(buf, 0)
 			if finishKey(buf) == "" {
 				b.Fatal("empty key")

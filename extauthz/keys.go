@@ -48,12 +48,18 @@ func finishKey(b []byte) string {
 }
 
 // appendDescriptorKey appends the RLS key prefix of a descriptor: the service marker, the domain and every
-// entry key and value of the request (so each wildcard value counts on its own, like envoyproxy/ratelimit).
-func appendDescriptorKey(b []byte, domain string, entries []*ratelimitv3.RateLimitDescriptor_Entry) []byte {
+// entry key and value of the request (so each wildcard value counts on its own, like envoyproxy/ratelimit),
+// except where shared (config.Rule.SharedValues, from share_threshold) names the wildcard pattern that every
+// matching value shares a counter under.
+func appendDescriptorKey(b []byte, domain string, entries []*ratelimitv3.RateLimitDescriptor_Entry, shared []string) []byte {
 	b = appendPart(b, keyRLS)
 	b = appendPart(b, domain)
-	for _, e := range entries {
+	for i, e := range entries {
 		b = appendPart(b, e.GetKey())
+		if i < len(shared) && shared[i] != "" {
+			b = appendPart(b, shared[i])
+			continue
+		}
 		b = appendPart(b, e.GetValue())
 	}
 	return b

@@ -116,7 +116,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		if descs[i].GetIsNegativeHits() {
 			cost = -cost
 		}
-		w.buf = appendDescriptorKey(w.buf[:0], domain, descs[i].GetEntries())
+		w.buf = appendDescriptorKey(w.buf[:0], domain, descs[i].GetEntries(), rule.SharedValues)
 		n := len(w.buf)
 		for j := range rule.Limits {
 			lim := &rule.Limits[j]
@@ -131,6 +131,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 				Limit:  lim.Limit,
 				Cost:   cost,
 				Shadow: rule.Shadow || s.shadow,
+				Quota:  rule.Quota,
 			}, hitRef{desc: i, rule: rule, limit: lim})
 		}
 	}

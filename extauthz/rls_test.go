@@ -104,7 +104,7 @@ descriptors:
 // rlsKey is the counter key the service builds for limit idx of a descriptor (kv pairs) of domain.
 func rlsKey(domain string, idx int, kv ...string) string {
 	d := desc(kv...)
-	b := appendDescriptorKey(nil, domain, d.GetEntries())
+	b := appendDescriptorKey(nil, domain, d.GetEntries(), nil)
 	return finishKey(appendIndex(b, idx))
 }
 
@@ -708,3 +708,88 @@ http_rules:
       unit: minute
       requests_per_unit: 5
 `
+
+// share_threshold (envoyproxy/ratelimit): every value matching the wildcard shares one counter; without it
+// each value has its own.
+func TestShareThreshold(t *testing.T) {
+	const limits = `
+domain: api
+descriptors:
+  - key: files
+    value: files/*
+    share_threshold: true
+    rate_limit: {unit: hour, requests_per_unit: 3}
+  - key: docs
+    value: docs/*
+    rate_limit: {unit: hour, requests_per_unit: 3}
+`
+	eachBackend(t, func(t *testing.T, b *backend) {
+		h := serve(t, b, limits, nil)
+		b.startWindow(t, time.Hour, 100*time.Millisecond, 5*time.Second)
+		var shared, own []rlsv3.RateLimitResponse_Code
+		for _, v := range []string{"a", "b", "c", "d"} {
+			shared = append(shared, h.callRLS(t, rlsReq("api", desc("files", "files/"+v))).GetOverallCode())
+			own = append(own, h.callRLS(t, rlsReq("api", desc("docs", "docs/"+v))).GetOverallCode())
+		}
+		ok, over := rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OVER_LIMIT
+		if diff := cmp.Diff([]rlsv3.RateLimitResponse_Code{ok, ok, ok, over}, shared); diff != "" {
+			t.Errorf("share_threshold values (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]rlsv3.RateLimitResponse_Code{ok, ok, ok, ok}, own); diff != "" {
+			t.Errorf("per-value counters (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// quota_mode (envoyproxy/ratelimit): an over-limit quota descriptor blocks only when every quota descriptor of
+// the request is over; a normal descriptor over its limit still blocks. Its status reports OVER_LIMIT.
+func TestQuotaMode(t *testing.T) {
+	const limits = `
+domain: api
+descriptors:
+  - key: q1
+    quota_mode: true
+    rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: q2
+    quota_mode: true
+    rate_limit: {unit: hour, requests_per_unit: 2}
+  - key: plain
+    rate_limit: {unit: hour, requests_per_unit: 10}
+`
+	eachBackend(t, func(t *testing.T, b *backend) {
+		h := serve(t, b, limits, nil)
+		b.startWindow(t, time.Hour, 100*time.Millisecond, 5*time.Second)
+		ok, over := rlsv3.RateLimitResponse_OK, rlsv3.RateLimitResponse_OVER_LIMIT
+		steps := []struct {
+			name        string
+			want        rlsv3.RateLimitResponse_Code
+			wantQ1      rlsv3.RateLimitResponse_Code
+			wantPlainRm uint32
+		}{
+			{"both quotas fit", ok, ok, 9},
+			{"q1 over, q2 fits", ok, over, 8},
+			{"both quotas over", over, over, 8}, // denied: plain consumes nothing
+			{"still both over", over, over, 8},
+		}
+		for _, st := range steps {
+			resp := h.callRLS(t, rlsReq("api", desc("q1", "u"), desc("q2", "u"), desc("plain", "u")))
+			if resp.GetOverallCode() != st.want || code(resp, 0) != st.wantQ1 {
+				t.Errorf("%s: got overall %v q1 %v, want %v and %v", st.name, resp.GetOverallCode(), code(resp, 0), st.want, st.wantQ1)
+			}
+			if got := resp.GetStatuses()[2].GetLimitRemaining(); got != st.wantPlainRm {
+				t.Errorf("%s: plain remaining got %d, want %d", st.name, got, st.wantPlainRm)
+			}
+		}
+		// A quota descriptor alone, over its limit, blocks (every quota descriptor of the request is over).
+		if got := h.callRLS(t, rlsReq("api", desc("q1", "u"))).GetOverallCode(); got != over {
+			t.Errorf("lone quota over its limit: got %v, want OVER_LIMIT", got)
+		}
+		// A normal descriptor over its limit blocks even when a quota fits.
+		for range 10 {
+			h.callRLS(t, rlsReq("api", desc("plain", "v")))
+		}
+		if got := h.callRLS(t, rlsReq("api", desc("q2", "v"), desc("plain", "v"))).GetOverallCode(); got != over {
+			t.Errorf("plain over with a fitting quota: got %v, want OVER_LIMIT", got)
+		}
+	})
+}

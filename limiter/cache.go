@@ -98,7 +98,7 @@ func (c *OverLimitCache) Decide(ctx context.Context, hits []Hit, results []Resul
 	} else {
 		for i := range hits {
 			h := &hits[i]
-			if h.Shadow || h.Cost < 1 {
+			if h.Shadow || h.Quota || h.Cost < 1 {
 				continue
 			}
 			k := newCacheKey(h)
@@ -127,7 +127,7 @@ func (c *OverLimitCache) Decide(ctx context.Context, hits []Hit, results []Resul
 	}
 	for i := range hits {
 		h, r := &hits[i], &results[i]
-		if h.Shadow || h.Cost != 1 || r.Allowed || r.Remaining != 0 || r.RetryAfter <= 0 {
+		if h.Shadow || h.Quota || h.Cost != 1 || r.Allowed || r.Remaining != 0 || r.RetryAfter <= 0 {
 			continue
 		}
 		c.shard(h).put(newCacheKey(h), now+r.RetryAfter.Microseconds(), now, c.perShard)

@@ -38,14 +38,20 @@ func windowMicros(l Limit) float64 { return float64(l.Window / time.Microsecond)
 
 // decideAll decides a request: phase 1 evaluates every hit in order on the tentative state of its key (so a
 // key listed twice accumulates); the request is allowed when every non-shadow hit fits. Phase 2 is the
-// caller's: when allowed, write ks[j].w for every dirty key. When denied nothing is written, and each hit's
+// caller's: when allowed (and, if the request has quota hits, at least one of them fits), write ks[j].w
+// for every dirty key. When denied nothing is written, and each hit's
 // Remaining and ResetAfter are re-evaluated on the stored state (the request took nothing). slot[i] is the
 // index in ks of hit i's key. lua/decide.lua implements the same two phases.
 func decideAll(now float64, hits []Hit, slot []int, ks []keyState, results []Result) bool {
 	allowed := true
+	quotas, quotaFits := 0, 0
 	for i := range hits {
 		h := &hits[i]
 		k := &ks[slot[i]]
+		quota := h.Quota && !h.Shadow
+		if quota {
+			quotas++
+		}
 		st, exists := k.st, k.exists
 		if k.dirty {
 			st, exists = k.w.next, !k.w.del
@@ -55,12 +61,20 @@ func decideAll(now float64, hits []Hit, slot []int, ks []keyState, results []Res
 		results[i] = Result{Allowed: o.fits, Remaining: uint64(o.remaining), ResetAfter: micros(o.reset)}
 		if !o.fits {
 			results[i].RetryAfter = micros(o.retry)
-			if !h.Shadow {
+			if !h.Shadow && !quota {
 				allowed = false
 			}
-		} else if h.Cost != 0 {
-			k.w, k.dirty = w, true
+		} else {
+			if quota {
+				quotaFits++
+			}
+			if h.Cost != 0 {
+				k.w, k.dirty = w, true
+			}
 		}
+	}
+	if quotas > 0 && quotaFits == 0 {
+		allowed = false
 	}
 	if allowed {
 		return true

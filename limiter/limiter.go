@@ -91,6 +91,10 @@ type Hit struct {
 	Cost int64
 	// Shadow hits are evaluated and consume when they fit, but never block the request.
 	Shadow bool
+	// Quota hits (envoyproxy/ratelimit quota_mode) block the request only when every quota hit of the
+	// request is over its limit; like any hit, they consume only when they fit and the request is allowed.
+	// Shadow wins over Quota. On Redis Cluster the rule holds per slot group, not across groups.
+	Quota bool
 }
 
 // Result is the outcome for one Hit.

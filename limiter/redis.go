@@ -121,9 +121,11 @@ func (r *Redis) run(ctx context.Context, hits []Hit, results []Result) (bool, er
 		h := &hits[i]
 		s.buf = AppendStorageKey(s.buf[:0], r.prefix, *h)
 		s.keys = append(s.keys, string(s.buf))
-		shadow := 0
+		shadow := 0 // the script's "mode" argument: 0 normal, 1 shadow, 2 quota
 		if h.Shadow {
 			shadow = 1
+		} else if h.Quota {
+			shadow = 2
 		}
 		s.args = append(s.args, int(h.Limit.Algorithm), h.Limit.Requests, int64(h.Limit.Window/time.Microsecond),
 			h.Limit.Burst, h.Cost, shadow)

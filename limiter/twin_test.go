@@ -55,6 +55,7 @@ func TestLuaTwinOfMemory(t *testing.T) {
 					Window: windows[r.IntN(len(windows))], Burst: uint64(r.IntN(3) * 4)},
 				Cost:   int64(r.IntN(9) - 2),
 				Shadow: r.IntN(8) == 0,
+				Quota:  r.IntN(5) == 0,
 			}
 		}
 		want := make([]limiter.Result, n)
@@ -69,6 +70,8 @@ func TestLuaTwinOfMemory(t *testing.T) {
 			shadow := 0
 			if h.Shadow {
 				shadow = 1
+			} else if h.Quota {
+				shadow = 2
 			}
 			args = append(args, int(h.Limit.Algorithm), h.Limit.Requests, h.Limit.Window.Microseconds(), h.Limit.Burst, h.Cost, shadow)
 		}
@@ -99,7 +102,7 @@ func TestLuaTwinOfMemory(t *testing.T) {
 func describe(hits []limiter.Hit) string {
 	var b strings.Builder
 	for _, h := range hits {
-		fmt.Fprintf(&b, "[%s %s %d/%s b%d c%d s%v] ", h.Key, h.Limit.Algorithm, h.Limit.Requests, h.Limit.Window, h.Limit.Burst, h.Cost, h.Shadow)
+		fmt.Fprintf(&b, "[%s %s %d/%s b%d c%d s%v q%v] ", h.Key, h.Limit.Algorithm, h.Limit.Requests, h.Limit.Window, h.Limit.Burst, h.Cost, h.Shadow, h.Quota)
 	}
 	return b.String()
 }

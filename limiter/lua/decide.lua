@@ -2,7 +2,8 @@
 -- the same float arithmetic in the same order, so the Redis and memory backends agree. Keep them in step.
 --
 -- KEYS[i]    storage key of hit i (a hash: w = window index, a = count / current count / TAT, b = previous count)
--- ARGV       6 per hit: algorithm (1 fixed, 2 sliding, 3 token bucket), limit, window µs, burst, cost, shadow (0|1)
+-- ARGV       6 per hit: algorithm (1 fixed, 2 sliding, 3 token bucket), limit, window µs, burst, cost,
+--            mode (0 normal, 1 shadow: never blocks, 2 quota: blocks only when every quota hit is over)
 -- returns    {allowed (0|1), then per hit: fits (0|1), remaining, reset µs, retry µs}
 --
 -- Time is Redis TIME. Phase 1 evaluates the hits in order on each key's tentative state (a key listed twice
@@ -107,6 +108,7 @@ local stored = {}  -- key -> {w, a, b, exists} as loaded
 local pending = {} -- key -> {w, a, b, expireAt, del}: tentative value to write
 local out = {1}
 local allowed = true
+local quotas, quotaFits = 0, 0
 
 for i = 1, n do
   local key = KEYS[i]
@@ -125,19 +127,23 @@ for i = 1, n do
   if p then w, a, b, exists = p[1], p[2], p[3], not p[5] end
   local o = (i - 1) * 6
   local alg, limit, window, burst = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4])
-  local c, shadow = tonumber(ARGV[o + 5]), ARGV[o + 6] == '1'
+  local c, mode = tonumber(ARGV[o + 5]), ARGV[o + 6]
+  if mode == '2' then quotas = quotas + 1 end
   local fits, remaining, reset, retry, nw, na, nb, exp, del = evaluate(alg, limit, window, burst, c, w, a, b, exists)
   if fits then
     if c ~= 0 then pending[key] = {nw, na, nb, exp, del} end
+    if mode == '2' then quotaFits = quotaFits + 1 end
     out[#out + 1] = 1
   else
-    if not shadow then allowed = false end
+    if mode == '0' then allowed = false end
     out[#out + 1] = 0
   end
   out[#out + 1] = remaining
   out[#out + 1] = ceil(reset)
   out[#out + 1] = ceil(retry)
 end
+
+if quotas > 0 and quotaFits == 0 then allowed = false end
 
 if not allowed then
   -- Nothing is written; report what is left on the stored state.
