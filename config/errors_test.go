@@ -45,6 +45,8 @@ func TestParseErrors(t *testing.T) {
 			"limits/api.yaml:4: descriptors[0].rate_limit.requests_per_unit: 99999999999999999999 is above the maximum 1125899906842624"},
 		{"negative overflow", "domain: api\ndescriptors:\n  - key: user\n    rate_limit: {unit: minute, requests_per_unit: -99999999999999999999}\n",
 			"limits/api.yaml:4: descriptors[0].rate_limit.requests_per_unit: must not be negative, got -99999999999999999999"},
+		{"quoted number", "domain: api\ndescriptors:\n  - key: user\n    rate_limit: {unit: minute, requests_per_unit: \"5\"}\n",
+			"limits/api.yaml:4: descriptors[0].rate_limit.requests_per_unit: want a whole number, got \"5\""},
 		{"not a number", "domain: api\ndescriptors:\n  - key: user\n    rate_limit: {unit: minute, requests_per_unit: five}\n",
 			"limits/api.yaml:4: descriptors[0].rate_limit.requests_per_unit: want a whole number, got \"five\""},
 		{"float", "domain: api\ndescriptors:\n  - key: user\n    rate_limit: {unit: minute, requests_per_unit: 1.5}\n",

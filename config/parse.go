@@ -286,7 +286,7 @@ func (p *parser) whole(n *yaml.Node, path string, limit uint64) (uint64, bool) {
 	if n == nil {
 		return 0, false
 	}
-	if n.Kind == yaml.ScalarNode && n.Tag != "!!int" && decimal.MatchString(n.Value) {
+	if n.Kind == yaml.ScalarNode && n.Tag != "!!int" && n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) == 0 && decimal.MatchString(n.Value) {
 		// Too long for the YAML resolver's int64: say so rather than "not a number".
 		if strings.HasPrefix(n.Value, "-") {
 			p.errorf(n.Line, path, "must not be negative, got %s", n.Value)

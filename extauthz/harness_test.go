@@ -189,6 +189,7 @@ type harness struct {
 	obs   *recorder
 	rls   rlsv3.RateLimitServiceClient
 	authz authv3.AuthorizationClient
+	conn  *grpc.ClientConn
 }
 
 // serve starts a Service on b with the limits in yaml; mutate may adjust the options.
@@ -212,6 +213,7 @@ func serve(t testing.TB, b *backend, yaml string, mutate func(*Options)) *harnes
 	}
 	h.svc = svc
 	conn := listen(t, svc)
+	h.conn = conn
 	h.rls = rlsv3.NewRateLimitServiceClient(conn)
 	h.authz = authv3.NewAuthorizationClient(conn)
 	return h
@@ -224,7 +226,7 @@ func listen(t testing.TB, svc *Service) *grpc.ClientConn {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(Codec()))
 	svc.Register(srv)
 	done := make(chan struct{})
 	// Ends when srv.Stop runs in the cleanup below.

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -131,7 +132,8 @@ func (m *Metrics) Observe(o *extauthz.Observation) {
 	}
 	if o.StoreErr != nil {
 		kind := "error"
-		if errors.Is(o.StoreErr, context.DeadlineExceeded) {
+		var ne net.Error
+		if errors.Is(o.StoreErr, context.DeadlineExceeded) || (errors.As(o.StoreErr, &ne) && ne.Timeout()) {
 			kind = "timeout"
 		}
 		m.storeErrors.WithLabelValues(kind).Inc()

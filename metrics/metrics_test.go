@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +40,9 @@ func TestObserve(t *testing.T) {
 		Rules:    []extauthz.RuleResult{{Rule: user, Limit: limit}}})
 	m.Observe(&extauthz.Observation{Service: "ratelimit", Domain: "api", Code: extauthz.OutcomeDegraded, FailureMode: "deny",
 		StoreErr: errors.New("connection refused")})
+	// go-redis reports a socket deadline as a net.Error, not as context.DeadlineExceeded.
+	m.Observe(&extauthz.Observation{Service: "ratelimit", Domain: "api", Code: extauthz.OutcomeDegraded, FailureMode: "deny",
+		StoreErr: fmt.Errorf("redis decide: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded})})
 
 	tests := []struct {
 		name string
@@ -52,8 +57,8 @@ func TestObserve(t *testing.T) {
 		{"rule shadow", testutil.ToFloat64(m.ruleDecisions.WithLabelValues("api", "api.user", "shadow_over_limit")), 1},
 		{"rule unlimited", testutil.ToFloat64(m.ruleDecisions.WithLabelValues("api", "api.internal", "unlimited")), 1},
 		{"degraded allow", testutil.ToFloat64(m.degraded.WithLabelValues("authz", "allow")), 1},
-		{"degraded deny", testutil.ToFloat64(m.degraded.WithLabelValues("ratelimit", "deny")), 1},
-		{"store timeout", testutil.ToFloat64(m.storeErrors.WithLabelValues("timeout")), 1},
+		{"degraded deny", testutil.ToFloat64(m.degraded.WithLabelValues("ratelimit", "deny")), 2},
+		{"store timeout", testutil.ToFloat64(m.storeErrors.WithLabelValues("timeout")), 2},
 		{"store error", testutil.ToFloat64(m.storeErrors.WithLabelValues("error")), 1},
 	}
 	for _, tt := range tests {

@@ -71,6 +71,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	current.Store(limits)
 	info := limits.Info()
 	logger.Info("limits loaded", "sources", info.Sources, "domains", limits.Domains(), "version", info.Version)
+	if len(limits.HTTPRules(cfg.AuthzDomain)) == 0 {
+		logger.Warn("the ext_authz default domain has no http_rules: Check allows every request unless the route names another domain",
+			"authz_domain", cfg.AuthzDomain)
+	}
+	if cfg.TrustedProxyHops > 0 && len(cfg.TrustedProxies) > 0 {
+		logger.Warn("--trusted-proxies replaces --trusted-proxy-hops; the hop count is ignored", "trusted_proxy_hops", cfg.TrustedProxyHops)
+	}
 
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
@@ -121,6 +128,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	grpcServer := grpc.NewServer(
+		// Envoy sends header bytes and descriptor values as they are; the standard codec would refuse
+		// invalid UTF-8 with INTERNAL, which Envoy's fail-open turns into an unlimited request.
+		grpc.ForceServerCodecV2(extauthz.Codec()),
 		// Envoy pings idle HTTP/2 connections; the default policy would answer GOAWAY "too_many_pings".
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
@@ -144,7 +154,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	logger.Info("floodgate serving",
 		"grpc_addr", grpcLn.Addr().String(), "http_addr", httpLn.Addr().String(),
-		"store", storeName(cfg), "on_store_error", cfg.OnStoreError, "store_timeout", cfg.StoreTimeout)
+		"store", storeName(cfg), "on_store_error", cfg.OnStoreError, "store_timeout", cfg.StoreTimeout.String())
 	if ready != nil {
 		ready(grpcLn.Addr(), httpLn.Addr())
 	}
