@@ -25,8 +25,8 @@ func Codec() encoding.CodecV2 { return lenientCodec{std: encoding.GetCodecV2("pr
 
 type lenientCodec struct{ std encoding.CodecV2 }
 
-func (c lenientCodec) Name() string                             { return c.std.Name() }
-func (c lenientCodec) Marshal(v any) (mem.BufferSlice, error)   { return c.std.Marshal(v) }
+func (c lenientCodec) Name() string                           { return c.std.Name() }
+func (c lenientCodec) Marshal(v any) (mem.BufferSlice, error) { return c.std.Marshal(v) }
 func (c lenientCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := c.std.Unmarshal(data, v)
 	var utf interface{ InvalidUTF8() bool }
