@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -27,6 +28,12 @@ type RedisOptions struct {
 	Timeout time.Duration
 	// Logger receives rare operational messages (default slog.Default()).
 	Logger *slog.Logger
+	// Pipeline is the most script runs one pipelined round trip carries (default 64); -1 sends every
+	// request on its own. Concurrent requests queued while a round trip is in flight share the next one;
+	// each stays one atomic script run. Not used on a Redis Cluster.
+	Pipeline int
+	// PipelineWorkers is the number of round trips in flight at once (default 2×GOMAXPROCS+2).
+	PipelineWorkers int
 }
 
 // Redis is the Redis Store: one EVALSHA of lua/decide.lua per request (EVAL when Redis lost its script
@@ -38,7 +45,8 @@ type Redis struct {
 	log     *slog.Logger
 	script  *redis.Script
 	cluster bool
-	scratch sync.Pool // *redisScratch
+	pipe    *pipeliner // nil: one script call per request
+	scratch sync.Pool  // *redisScratch
 }
 
 type redisScratch struct {
@@ -63,6 +71,15 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	r := &Redis{client: client, prefix: opts.Prefix, timeout: opts.Timeout, log: opts.Logger,
 		script: redis.NewScript(decideLua), cluster: cluster}
 	r.scratch.New = func() any { return &redisScratch{buf: make([]byte, 0, 256)} }
+	if opts.Pipeline == 0 {
+		opts.Pipeline = 64
+	}
+	if opts.PipelineWorkers <= 0 {
+		opts.PipelineWorkers = 2*runtime.GOMAXPROCS(0) + 2
+	}
+	if opts.Pipeline > 1 && !cluster {
+		r.pipe = newPipeliner(client, r.script, opts.PipelineWorkers, opts.Pipeline, opts.Timeout)
+	}
 	return r
 }
 
@@ -116,7 +133,7 @@ func (r *Redis) run(ctx context.Context, hits []Hit, results []Result) (bool, er
 		clear(s.args)
 		r.scratch.Put(s)
 	}()
-	s.keys, s.args = s.keys[:0], s.args[:0]
+	s.keys, s.args = s.keys[:0], append(s.args[:0], len(hits))
 	for i := range hits {
 		h := &hits[i]
 		s.buf = AppendStorageKey(s.buf[:0], r.prefix, *h)
@@ -130,7 +147,7 @@ func (r *Redis) run(ctx context.Context, hits []Hit, results []Result) (bool, er
 		s.args = append(s.args, int(h.Limit.Algorithm), h.Limit.Requests, int64(h.Limit.Window/time.Microsecond),
 			h.Limit.Burst, h.Cost, shadow)
 	}
-	vals, err := r.script.Run(ctx, r.client, s.keys, s.args...).Int64Slice()
+	vals, err := r.call(ctx, s.keys, s.args)
 	if err != nil {
 		return false, fmt.Errorf("redis decide: %w", err)
 	}
@@ -245,6 +262,28 @@ func (r *Redis) refund(ctx context.Context, groups []*slotGroup) {
 	}
 }
 
+// call decides one request: keys are its storage keys, args its hit count followed by 6 arguments per hit
+// (see lua/decide.lua). It runs the script once for this request alone, or through the pipeliner, which
+// decides the requests queued together in one script run.
+func (r *Redis) call(ctx context.Context, keys []string, args []any) ([]int64, error) {
+	if r.pipe == nil {
+		full := make([]any, 0, len(args)+1)
+		full = append(append(full, 1), args...)
+		return r.script.Run(ctx, r.client, keys, full...).Int64Slice()
+	}
+	c := callPool.Get().(*call)
+	c.keys, c.args = append(c.keys[:0], keys...), append(c.args[:0], args...)
+	if !r.pipe.do(ctx, c) {
+		return nil, ctx.Err() // c stays with the worker; it is not reused
+	}
+	vals, err := c.vals, c.err
+	clear(c.keys)
+	clear(c.args)
+	c.ctx, c.vals, c.err = nil, nil, nil
+	callPool.Put(c)
+	return vals, err
+}
+
 // Ping implements Store with PING.
 func (r *Redis) Ping(ctx context.Context) error {
 	if r.timeout > 0 {
@@ -258,8 +297,14 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close implements Store. It releases nothing: the caller owns the client passed to NewRedis.
-func (r *Redis) Close() error { return nil }
+// Close implements Store: it stops the pipeline workers (after the round trips in flight). It does not
+// close the client: the caller owns the client passed to NewRedis, and closes it after the store.
+func (r *Redis) Close() error {
+	if r.pipe != nil {
+		r.pipe.close()
+	}
+	return nil
+}
 
 // keySlot is the Redis Cluster slot of every storage key built for a hit with this Hit.Key: CRC16 of the
 // hash tag, modulo 16384.

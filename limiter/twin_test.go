@@ -46,55 +46,73 @@ func TestLuaTwinOfMemory(t *testing.T) {
 	mismatches := 0
 	for step := range 1500 {
 		clock.Advance(time.Duration(r.IntN(250_000)) * time.Microsecond)
-		n := 1 + r.IntN(3)
-		hits := make([]limiter.Hit, n)
-		for i := range hits {
-			hits[i] = limiter.Hit{
-				Key: keys[r.IntN(len(keys))],
-				Limit: limiter.Limit{Algorithm: algorithms[r.IntN(3)], Requests: requests[r.IntN(len(requests))],
-					Window: windows[r.IntN(len(windows))], Burst: uint64(r.IntN(3) * 4)},
-				Cost:   int64(r.IntN(9) - 2),
-				Shadow: r.IntN(8) == 0,
-				Quota:  r.IntN(5) == 0,
+		// One script run decides 1-4 requests in order (as the pipeliner sends them); memory decides them
+		// one after another at the same instant.
+		reqs := make([][]limiter.Hit, 1+r.IntN(4))
+		var redisKeys []string
+		args := []any{len(reqs)}
+		for q := range reqs {
+			n := 1 + r.IntN(3)
+			hits := make([]limiter.Hit, n)
+			for i := range hits {
+				hits[i] = limiter.Hit{
+					Key: keys[r.IntN(len(keys))],
+					Limit: limiter.Limit{Algorithm: algorithms[r.IntN(3)], Requests: requests[r.IntN(len(requests))],
+						Window: windows[r.IntN(len(windows))], Burst: uint64(r.IntN(3) * 4)},
+					Cost:   int64(r.IntN(9) - 2),
+					Shadow: r.IntN(8) == 0,
+					Quota:  r.IntN(5) == 0,
+				}
 			}
-		}
-		want := make([]limiter.Result, n)
-		wantOK, err := mem.Decide(ctx, hits, want)
-		if err != nil {
-			t.Fatalf("memory decide: %v", err)
-		}
-		redisKeys := make([]string, n)
-		args := make([]any, 0, 6*n+1)
-		for i, h := range hits {
-			redisKeys[i] = limiter.StorageKey(prefix, h)
-			shadow := 0
-			if h.Shadow {
-				shadow = 1
-			} else if h.Quota {
-				shadow = 2
+			reqs[q] = hits
+			args = append(args, n)
+			for _, h := range hits {
+				redisKeys = append(redisKeys, limiter.StorageKey(prefix, h))
+				mode := 0
+				if h.Shadow {
+					mode = 1
+				} else if h.Quota {
+					mode = 2
+				}
+				args = append(args, int(h.Limit.Algorithm), h.Limit.Requests, h.Limit.Window.Microseconds(), h.Limit.Burst, h.Cost, mode)
 			}
-			args = append(args, int(h.Limit.Algorithm), h.Limit.Requests, h.Limit.Window.Microseconds(), h.Limit.Burst, h.Cost, shadow)
 		}
 		args = append(args, clock.Now().UnixMicro())
 		vals, err := script.Run(ctx, client, redisKeys, args...).Int64Slice()
 		if err != nil {
 			t.Fatalf("step %d: lua: %v", step, err)
 		}
-		got := make([]limiter.Result, n)
-		for i := range got {
-			v := vals[1+4*i:]
-			got[i] = limiter.Result{Allowed: v[0] == 1, Remaining: uint64(v[1]), ResetAfter: time.Duration(v[2]) * time.Microsecond}
-			if v[0] != 1 {
-				got[i].RetryAfter = time.Duration(v[3]) * time.Microsecond
+		off := 0
+		for q, hits := range reqs {
+			n := len(hits)
+			want := make([]limiter.Result, n)
+			wantOK, err := mem.Decide(ctx, hits, want)
+			if err != nil {
+				t.Fatalf("memory decide: %v", err)
 			}
+			if off+1+4*n > len(vals) {
+				t.Fatalf("step %d: script returned %d values, want more for request %d", step, len(vals), q)
+			}
+			got := make([]limiter.Result, n)
+			for i := range got {
+				v := vals[off+1+4*i:]
+				got[i] = limiter.Result{Allowed: v[0] == 1, Remaining: uint64(v[1]), ResetAfter: time.Duration(v[2]) * time.Microsecond}
+				if v[0] != 1 {
+					got[i].RetryAfter = time.Duration(v[3]) * time.Microsecond
+				}
+			}
+			if diff := cmp.Diff(want, got); diff != "" || (vals[off] == 1) != wantOK {
+				mismatches++
+				t.Errorf("step %d request %d/%d at %s, hits %s: memory allowed %v, lua %v; results (-memory +lua):\n%s",
+					step, q+1, len(reqs), clock.Now().Format("15:04:05.000000"), describe(hits), wantOK, vals[off] == 1, diff)
+				if mismatches > 5 {
+					t.FailNow()
+				}
+			}
+			off += 1 + 4*n
 		}
-		if diff := cmp.Diff(want, got); diff != "" || (vals[0] == 1) != wantOK {
-			mismatches++
-			t.Errorf("step %d at %s, hits %s: memory allowed %v, lua %v; results (-memory +lua):\n%s",
-				step, clock.Now().Format("15:04:05.000000"), describe(hits), wantOK, vals[0] == 1, diff)
-			if mismatches > 5 {
-				t.FailNow()
-			}
+		if off != len(vals) {
+			t.Errorf("step %d: script returned %d values, want %d", step, len(vals), off)
 		}
 	}
 }

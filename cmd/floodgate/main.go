@@ -254,6 +254,9 @@ func openStore(cfg Config, m *metrics.Metrics, logger *slog.Logger) (limiter.Sto
 		client := redis.NewClient(opts)
 		store = limiter.NewRedis(client, limiter.RedisOptions{Prefix: cfg.RedisPrefix, Timeout: cfg.StoreTimeout, Logger: logger})
 		closeFn = func() {
+			if err := store.Close(); err != nil {
+				logger.Warn("close store", "err", err)
+			}
 			if err := client.Close(); err != nil {
 				logger.Warn("close redis client", "err", err)
 			}

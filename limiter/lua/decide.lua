@@ -1,10 +1,14 @@
 -- decide.lua: decides every hit of one request atomically. Twin of algorithm.go and decideAll in decide.go:
 -- the same float arithmetic in the same order, so the Redis and memory backends agree. Keep them in step.
 --
--- KEYS[i]    storage key of hit i (a hash: w = window index, a = count / current count / TAT, b = previous count)
--- ARGV       6 per hit: algorithm (1 fixed, 2 sliding, 3 token bucket), limit, window µs, burst, cost,
+-- One call decides one or more requests, one after another (a pipeline of concurrent requests shares a call);
+-- each request is all-or-nothing on its own and sees the writes of the requests before it.
+-- ARGV[1]    number of requests R; then per request: its number of hits n, then 6 per hit: algorithm
+--            (1 fixed, 2 sliding, 3 token bucket), limit, window µs, burst, cost,
 --            mode (0 normal, 1 shadow: never blocks, 2 quota: blocks only when every quota hit is over)
--- returns    {allowed (0|1), then per hit: fits (0|1), remaining, reset µs, retry µs}
+-- KEYS       the storage keys of every hit of every request, in order (a hash: w = window index,
+--            a = count / current count / TAT, b = previous count)
+-- returns    per request: allowed (0|1), then per hit: fits (0|1), remaining, reset µs, retry µs
 --
 -- Time is Redis TIME. Phase 1 evaluates the hits in order on each key's tentative state (a key listed twice
 -- accumulates); the request is allowed when every non-shadow hit fits. Phase 2 runs only then and writes each
@@ -103,73 +107,85 @@ local function evaluate(alg, limit, window, burst, c, w, a, b, exists)
   return fixed(limit, window, c, w, a, exists)
 end
 
-local n = #KEYS
-local stored = {}  -- key -> {w, a, b, exists} as loaded
-local pending = {} -- key -> {w, a, b, expireAt, del}: tentative value to write
-local out = {1}
-local allowed = true
-local quotas, quotaFits = 0, 0
+-- decide appends the answer of the request whose hits are KEYS[k+1..k+n], ARGV[g+1..g+6n] to out.
+local function decide(k, g, n, out)
+  local stored = {}  -- key -> {w, a, b, exists} as loaded
+  local pending = {} -- key -> {w, a, b, expireAt, del}: tentative value to write
+  local base = #out + 1
+  out[base] = 1
+  local allowed = true
+  local quotas, quotaFits = 0, 0
 
-for i = 1, n do
-  local key = KEYS[i]
-  local s = stored[key]
-  if not s then
-    local v = redis.call('HMGET', key, 'w', 'a', 'b')
-    if v[2] then
-      s = {tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0, true}
-    else
-      s = {0, 0, 0, false}
-    end
-    stored[key] = s
-  end
-  local w, a, b, exists = s[1], s[2], s[3], s[4]
-  local p = pending[key]
-  if p then w, a, b, exists = p[1], p[2], p[3], not p[5] end
-  local o = (i - 1) * 6
-  local alg, limit, window, burst = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4])
-  local c, mode = tonumber(ARGV[o + 5]), ARGV[o + 6]
-  if mode == '2' then quotas = quotas + 1 end
-  local fits, remaining, reset, retry, nw, na, nb, exp, del = evaluate(alg, limit, window, burst, c, w, a, b, exists)
-  if fits then
-    if c ~= 0 then pending[key] = {nw, na, nb, exp, del} end
-    if mode == '2' then quotaFits = quotaFits + 1 end
-    out[#out + 1] = 1
-  else
-    if mode == '0' then allowed = false end
-    out[#out + 1] = 0
-  end
-  out[#out + 1] = remaining
-  out[#out + 1] = ceil(reset)
-  out[#out + 1] = ceil(retry)
-end
-
-if quotas > 0 and quotaFits == 0 then allowed = false end
-
-if not allowed then
-  -- Nothing is written; report what is left on the stored state.
-  out[1] = 0
   for i = 1, n do
-    local s = stored[KEYS[i]]
-    local o = (i - 1) * 6
-    local _, remaining, reset = evaluate(tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3]),
-      tonumber(ARGV[o + 4]), 0, s[1], s[2], s[3], s[4])
-    out[(i - 1) * 4 + 3] = remaining
-    out[(i - 1) * 4 + 4] = ceil(reset)
-  end
-  return out
-end
-
-for i = 1, n do
-  local key = KEYS[i]
-  local p = pending[key]
-  if p then
-    pending[key] = nil -- write each key once
-    if p[5] or p[4] <= now then
-      redis.call('DEL', key)
+    local key = KEYS[k + i]
+    local s = stored[key]
+    if not s then
+      local v = redis.call('HMGET', key, 'w', 'a', 'b')
+      if v[2] then
+        s = {tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0, true}
+      else
+        s = {0, 0, 0, false}
+      end
+      stored[key] = s
+    end
+    local w, a, b, exists = s[1], s[2], s[3], s[4]
+    local p = pending[key]
+    if p then w, a, b, exists = p[1], p[2], p[3], not p[5] end
+    local o = g + (i - 1) * 6
+    local alg, limit, window, burst = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4])
+    local c, mode = tonumber(ARGV[o + 5]), ARGV[o + 6]
+    if mode == '2' then quotas = quotas + 1 end
+    local fits, remaining, reset, retry, nw, na, nb, exp, del = evaluate(alg, limit, window, burst, c, w, a, b, exists)
+    if fits then
+      if c ~= 0 then pending[key] = {nw, na, nb, exp, del} end
+      if mode == '2' then quotaFits = quotaFits + 1 end
+      out[#out + 1] = 1
     else
-      redis.call('HSET', key, 'w', p[1], 'a', p[2], 'b', p[3])
-      redis.call('PEXPIREAT', key, ceil(p[4] / 1000))
+      if mode == '0' then allowed = false end
+      out[#out + 1] = 0
+    end
+    out[#out + 1] = remaining
+    out[#out + 1] = ceil(reset)
+    out[#out + 1] = ceil(retry)
+  end
+
+  if quotas > 0 and quotaFits == 0 then allowed = false end
+
+  if not allowed then
+    -- Nothing is written; report what is left on the stored state.
+    out[base] = 0
+    for i = 1, n do
+      local s = stored[KEYS[k + i]]
+      local o = g + (i - 1) * 6
+      local _, remaining, reset = evaluate(tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), tonumber(ARGV[o + 3]),
+        tonumber(ARGV[o + 4]), 0, s[1], s[2], s[3], s[4])
+      out[base + (i - 1) * 4 + 2] = remaining
+      out[base + (i - 1) * 4 + 3] = ceil(reset)
+    end
+    return
+  end
+
+  for i = 1, n do
+    local key = KEYS[k + i]
+    local p = pending[key]
+    if p then
+      pending[key] = nil -- write each key once
+      if p[5] or p[4] <= now then
+        redis.call('DEL', key)
+      else
+        redis.call('HSET', key, 'w', p[1], 'a', p[2], 'b', p[3])
+        redis.call('PEXPIREAT', key, ceil(p[4] / 1000))
+      end
     end
   end
+end
+
+local out = {}
+local k, g = 0, 1
+for _ = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[g + 1])
+  g = g + 1
+  decide(k, g, n, out)
+  k, g = k + n, g + 6 * n
 end
 return out
