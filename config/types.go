@@ -77,7 +77,7 @@ type KeySource struct {
 const (
 	OnMissingClientIP = "client_ip" // key on the client IP instead (default)
 	OnMissingSkip     = "skip"      // the rule does not apply
-	OnMissingDeny     = "deny"      // deny the request (403 is not used: 429 with the rule's policy)
+	OnMissingDeny     = "deny"      // refuse the request: HTTP 400 naming the missing key source, nothing counted
 )
 
 // HTTPRule is an ext_authz rule: requests matching Host/PathPrefix/Methods are limited per key.

@@ -82,23 +82,23 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 		w.buf = appendPart(w.buf, rule.Name)
 		w.buf = appendPart(w.buf, rule.Path)
 		prefix := len(w.buf)
-		missing := false
-		for _, ks := range rule.Key {
+		missing := -1
+		for k, ks := range rule.Key {
 			v, found := kctx.value(ks)
 			if !found {
-				missing = true
+				missing = k
 				break
 			}
 			w.buf = appendPart(w.buf, ks.Kind)
 			w.buf = appendPart(w.buf, ks.Name)
 			w.buf = appendPart(w.buf, v)
 		}
-		if missing {
+		if missing >= 0 {
 			switch rule.OnMissing {
 			case config.OnMissingSkip:
 				continue
 			case config.OnMissingDeny:
-				return s.denyMissing(w, rule, start), nil
+				return s.denyMissing(w, rule, rule.Key[missing], start), nil
 			}
 			w.buf = appendPart(w.buf[:prefix], "missing:client_ip")
 			w.buf = appendPart(w.buf, clientKey)
@@ -128,11 +128,14 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 		return okResponse([]header{{HeaderDegraded, "1"}}), nil
 	}
 
-	best := -1
+	best, never := -1, -1
 	var retry time.Duration
 	for i := range w.hits {
 		if w.blocking(i) {
 			retry = max(retry, w.results[i].RetryAfter)
+			if never < 0 && w.neverFits(i) {
+				never = i
+			}
 		}
 		if !w.hits[i].Shadow && (best < 0 || w.constrains(i, best)) { // shadow limits stay invisible to clients
 			best = i
@@ -157,25 +160,23 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 		if w.obs.Code == 0 {
 			w.obs.Code = OutcomeOverLimit
 		}
-		resp = tooManyResponse(w.hdrs, q, retry)
+		if never >= 0 { // waiting cannot help: no Retry-After
+			resp = tooManyResponse(w.hdrs, neverBody(w.quotaOf(never), w.hits[never].Cost))
+		} else {
+			w.hdrs = append(w.hdrs, header{headerRetryAfter, retryAfterValue(retry)})
+			resp = tooManyResponse(w.hdrs, problemBody(q, retry))
+		}
 	}
 	s.observe(&w.obs, start)
 	return resp, nil
 }
 
-// denyMissing answers 429 for a rule whose key is missing and whose OnMissing is "deny"; nothing is
-// counted. Retry-After is the rule's window: the request cannot succeed until it carries the key.
-func (s *Service) denyMissing(w *work, rule *config.HTTPRule, start time.Time) *authv3.CheckResponse {
+// denyMissing answers 400 for a rule whose key source ks is missing and whose OnMissing is "deny": a
+// client error, not a rate, so no rate limit headers, no Retry-After, nothing counted and no store call.
+func (s *Service) denyMissing(w *work, rule *config.HTTPRule, ks config.KeySource, start time.Time) *authv3.CheckResponse {
 	w.obs.Rules = append(w.obs.Rules, RuleResult{Rule: &rule.Rule})
-	w.obs.Code = OutcomeOverLimit
-	l := &rule.Limits[0]
-	name := l.Name
-	if name == "" {
-		name = rule.Name
-	}
-	q := quota{name: name, requests: l.Requests, window: l.Window, reset: l.Window}
-	w.hdrs = appendQuotaHeaders(w.hdrs[:0], s.headers, q)
-	resp := tooManyResponse(w.hdrs, q, l.Window)
+	w.obs.Code = OutcomeInvalid
+	resp := badRequestResponse(missingBody(ks, rule.Name))
 	s.observe(&w.obs, start)
 	return resp
 }
@@ -329,16 +330,28 @@ func okResponse(hs []header) *authv3.CheckResponse {
 	}
 }
 
-// tooManyResponse denies with HTTP 429: status RESOURCE_EXHAUSTED, Retry-After, the rate limit headers hs,
-// and a problem+json body.
-func tooManyResponse(hs []header, q quota, retry time.Duration) *authv3.CheckResponse {
-	hs = append(hs, header{headerRetryAfter, retryAfterValue(retry)}, header{headerContentType, problemJSON})
+// tooManyResponse denies with HTTP 429: status RESOURCE_EXHAUSTED, the headers hs (rate limit headers and
+// Retry-After when waiting helps) and the problem+json body.
+func tooManyResponse(hs []header, body []byte) *authv3.CheckResponse {
+	hs = append(hs, header{headerContentType, problemJSON})
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(codes.ResourceExhausted), Message: "rate limited"},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode_TooManyRequests},
 			Headers: headerOptions(hs),
-			Body:    string(problemBody(q, retry)),
+			Body:    string(body),
+		}},
+	}
+}
+
+// badRequestResponse denies with HTTP 400 (status INVALID_ARGUMENT, 3) and the problem+json body.
+func badRequestResponse(body []byte) *authv3.CheckResponse {
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: "missing rate limit key"},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode_BadRequest},
+			Headers: headerOptions([]header{{headerContentType, problemJSON}}),
+			Body:    string(body),
 		}},
 	}
 }

@@ -262,19 +262,45 @@ func TestMissingKey(t *testing.T) {
 			t.Errorf("skip with key: got %d allowed of 3, want 2", got)
 		}
 
-		// deny: 429 at once, nothing counted.
+		// deny: 400 at once (a client error, not a rate), nothing counted.
 		before = h.store.decides.Load()
 		c := h.callCheck(t, checkReq{source: "192.0.2.1", path: "/deny"})
-		if allowed(t, c) || responseHeader(c, "Retry-After") != "60" {
-			t.Errorf("deny: got %v, want 429 with Retry-After 60", c)
-		}
+		wantMissing(t, c, "missing header x-api-key required by rule deny")
 		if got := h.store.decides.Load() - before; got != 0 {
 			t.Errorf("deny: got %d store calls, want 0", got)
+		}
+		if o := h.obs.last(t); o.Code != OutcomeInvalid {
+			t.Errorf("deny: got outcome %v, want invalid", o.Code)
 		}
 		if got := h.countChecks(t, 3, checkReq{source: "192.0.2.1", path: "/deny", headers: key}); got != 2 {
 			t.Errorf("deny with key: got %d allowed of 3, want 2", got)
 		}
 	})
+}
+
+// wantMissing checks the on_missing: deny answer: status INVALID_ARGUMENT, HTTP 400, a problem body with
+// detail, no Retry-After and no rate limit headers.
+func wantMissing(t testing.TB, c *authv3.CheckResponse, detail string) {
+	t.Helper()
+	want := &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: 3, Message: "missing rate limit key"},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode_BadRequest},
+			Headers: []*corev3.HeaderValueOption{overwrite("content-type", "application/problem+json")},
+			Body:    c.GetDeniedResponse().GetBody(),
+		}},
+	}
+	if diff := cmp.Diff(want, c, protocmp.Transform()); diff != "" {
+		t.Errorf("missing key response (-want +got):\n%s", diff)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(c.GetDeniedResponse().GetBody()), &got); err != nil {
+		t.Fatalf("body %q: %v", c.GetDeniedResponse().GetBody(), err)
+	}
+	wantP := map[string]any{"type": "about:blank", "title": "Bad Request", "status": float64(400), "detail": detail}
+	if diff := cmp.Diff(wantP, got); diff != "" {
+		t.Errorf("missing key problem (-want +got):\n%s", diff)
+	}
 }
 
 func jwtMeta(t testing.TB, claims map[string]any) *corev3.Metadata {
@@ -308,9 +334,7 @@ func TestJWTClaimKey(t *testing.T) {
 			{source: "192.0.2.1", path: "/jwt", meta: jwtMeta(t, map[string]any{"iss": "x"})},
 			{source: "192.0.2.1", path: "/jwt"},
 		} {
-			if allowed(t, h.callCheck(t, c)) {
-				t.Errorf("missing claim (%v): allowed, want denied", c.meta)
-			}
+			wantMissing(t, h.callCheck(t, c), "missing jwt_claim sub required by rule jwt")
 		}
 	})
 }

@@ -54,6 +54,12 @@
 //     shadow limits stay invisible to clients); on OVER_LIMIT also Retry-After (the longest retry of the
 //     denying limits) and content-type application/problem+json, with a problem+json raw_body. On a
 //     degraded answer (allow or local) x-floodgate-degraded: 1 is added.
+//   - A request that can never fit (see "Denials waiting cannot fix") is OVER_LIMIT as usual, but gets no
+//     Retry-After and a raw_body saying so.
+//   - current_limit stays Envoy's rate (requests_per_unit per unit) for every algorithm; for a token bucket
+//     with burst > requests_per_unit, limit_remaining can exceed it (up to the burst). Envoy's own
+//     X-RateLimit-* headers built from the status therefore show the rate as the limit; the headers in
+//     response_headers_to_add show the capacity.
 //
 // # Check
 //
@@ -65,11 +71,29 @@
 //     payload struct under metadata_context.filter_metadata["envoy.filters.http.jwt_authn"]; strings as
 //     is, numbers and booleans canonical, objects as JSON), each optionally SHA-256 hashed. A missing key
 //     follows the rule's on_missing: client_ip (default; keyed as a distinct "missing" counter on the client
-//     key), skip (rule not applied), deny (429 with Retry-After = the rule's window, nothing counted).
+//     key), skip (rule not applied), deny (a client error, not a rate: status INVALID_ARGUMENT (3),
+//     denied_response HTTP 400 with content-type application/problem+json and a body naming the missing
+//     source, e.g. "missing header x-api-key required by rule api_key"; no Retry-After, no rate limit
+//     headers, nothing counted, no store call; observed as OutcomeInvalid).
 //   - Allowed: status 0, ok_response.response_headers_to_add (the most constrained non-shadow limit).
 //     Denied: status RESOURCE_EXHAUSTED (8),
 //     denied_response HTTP 429 with Retry-After, the rate limit headers, content-type
-//     application/problem+json and a problem+json body. Every header uses OVERWRITE_IF_EXISTS_OR_ADD.
+//     application/problem+json and a problem+json body (no Retry-After when the request can never fit).
+//     Every header uses OVERWRITE_IF_EXISTS_OR_ADD.
+//
+// # Denials waiting cannot fix
+//
+// A non-shadow, non-quota_mode hit whose cost exceeds the capacity of its configured limit (Requests for
+// the windows, Burst else Requests for a token bucket; a limit of 0 has capacity 0) can never be admitted,
+// for example hits_addend 4294967295 against 10 per minute, or 21 against a bucket of burst 20. The answer
+// stays a denial (OVER_LIMIT, HTTP 429, never allowed), but Retry-After is omitted (RFC 9110 §10.2.3 makes
+// it optional) because no wait would help, and the problem+json body has no retry_after and a detail that
+// says so: "request costs 21 units, more than rate limit "api.tb" allows at all (10 requests per 1s,
+// burst 20, at most 20 at once); it can never be admitted, retrying will not help", or for a limit of 0
+// "rate limit "x" blocks this route entirely (0 requests per 1m0s); retrying will not help". The
+// configured limit is compared, not the one scaled by the local fallback, so a denial caused only by the
+// fallback's smaller share keeps its Retry-After. The rate limit headers still describe the most
+// constrained limit.
 //
 // # Client IP
 //
@@ -93,8 +117,17 @@
 //	RateLimit-Policy: "name";q=100;w=60     quota and window (seconds, rounded up, >= 1)
 //	RateLimit: "name";r=50;t=30             remaining and seconds until the quota is full (rounded up)
 //
-// "legacy" sends X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (delta seconds) instead,
-// "both" sends all five. A denial adds Retry-After: integer seconds rounded up, at least 1 (57.7 s → 58).
+// For the windows q is requests_per_unit and w the window. For a token bucket q is the bucket capacity
+// (burst, else requests_per_unit) and w the time to refill it from empty, burst / requests_per_unit ×
+// window rounded up (10/s burst 20: q=20;w=2), so r (at most the capacity) never exceeds q and nothing is
+// clamped away. t is the time until the quota is full again rounded up to whole seconds: any non-zero time
+// gives at least 1 (1 ms → 1); only a quota that is full right now (a token bucket nothing has drawn from,
+// or that has refilled) gives t=0. RLS duration_until_reset is at least 1 ms even then (Envoy and clients
+// treat 0 as unset), so a full bucket shows duration_until_reset 1 ms with t=0.
+//
+// "legacy" sends X-RateLimit-Limit (q, so the capacity for a token bucket), X-RateLimit-Remaining (r) and
+// X-RateLimit-Reset (t, delta seconds) instead, "both" sends all five. A retryable denial adds
+// Retry-After: integer seconds rounded up, at least 1 (57.7 s → 58).
 // The name is the limit's name (else the rule's) as a structured-field string (printable ASCII, '"' and '\'
 // escaped).
 package extauthz

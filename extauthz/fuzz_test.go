@@ -150,7 +150,8 @@ func FuzzDescriptors(f *testing.F) {
 	})
 }
 
-// FuzzCheckRequest: any CheckRequest is allowed or denied with 429, never an error or a panic.
+// FuzzCheckRequest: any CheckRequest is allowed or denied with 429 (or 400 for a missing key), never an
+// error or a panic.
 func FuzzCheckRequest(f *testing.F) {
 	f.Add("203.0.113.7", "198.51.100.1, 203.0.113.7", "/k/x?y", "h.example", "GET", "x-key", "v", "s", false, 1)
 	f.Add("::ffff:1.2.3.4", "", "/s", "", "", "x-key", "", "", true, 0)
@@ -194,6 +195,10 @@ func FuzzCheckRequest(f *testing.F) {
 		case 8:
 			if resp.GetDeniedResponse().GetStatus().GetCode() != 429 {
 				t.Fatalf("status 8 without HTTP 429: %v", resp)
+			}
+		case 3: // on_missing: deny
+			if resp.GetDeniedResponse().GetStatus().GetCode() != 400 {
+				t.Fatalf("status 3 without HTTP 400: %v", resp)
 			}
 		default:
 			t.Fatalf("unexpected status %v", resp.GetStatus())

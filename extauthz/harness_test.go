@@ -340,13 +340,16 @@ func (h *harness) callCheck(t testing.TB, c checkReq) *authv3.CheckResponse {
 	return resp
 }
 
-// allowed reports whether a CheckResponse allows the request, failing on a malformed one.
+// allowed reports whether a CheckResponse allows the request (false for a 429 or an on_missing 400),
+// failing on a malformed one.
 func allowed(t testing.TB, r *authv3.CheckResponse) bool {
 	t.Helper()
 	switch {
 	case r.GetStatus().GetCode() == 0 && r.GetOkResponse() != nil:
 		return true
 	case r.GetStatus().GetCode() == 8 && r.GetDeniedResponse().GetStatus().GetCode() == 429:
+		return false
+	case r.GetStatus().GetCode() == 3 && r.GetDeniedResponse().GetStatus().GetCode() == 400: // on_missing: deny
 		return false
 	}
 	t.Fatalf("unexpected CheckResponse %v", r)

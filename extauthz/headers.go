@@ -3,8 +3,13 @@ package extauthz
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"math/bits"
 	"strconv"
 	"time"
+
+	"github.com/floodgate/floodgate/config"
+	"github.com/floodgate/floodgate/limiter"
 )
 
 // Header modes of Options.Headers.
@@ -34,10 +39,43 @@ type header struct{ name, value string }
 // quota is the most constrained limit of a decision, the one the headers describe.
 type quota struct {
 	name      string        // policy name (sanitised when rendered)
-	requests  uint64        // quota per window
-	window    time.Duration // window length
+	limit     limiter.Limit // the limit in force (scaled by the local fallback)
 	remaining uint64
-	reset     time.Duration // until the quota is full again
+	reset     time.Duration // until the quota is full again; 0 = full now
+}
+
+// capacity is the most units l can ever admit at once: Requests for the windows, the bucket size (Burst,
+// else Requests) for a token bucket. A limit with Requests 0 admits nothing, whatever its Burst.
+func capacity(l limiter.Limit) uint64 {
+	if l.Requests == 0 {
+		return 0
+	}
+	if l.Algorithm == limiter.TokenBucket && l.Burst > 0 {
+		return l.Burst
+	}
+	return l.Requests
+}
+
+// policyWindow is the w of RateLimit-Policy for l: the window, or for a token bucket the time to refill its
+// capacity from empty (capacity / Requests × Window), so that r <= q holds for every answer. It saturates
+// at the largest Duration.
+func policyWindow(l limiter.Limit) time.Duration {
+	c := capacity(l)
+	if l.Algorithm != limiter.TokenBucket || c == 0 || c == l.Requests || l.Window <= 0 {
+		return l.Window
+	}
+	hi, lo := bits.Mul64(c, uint64(l.Window))
+	if hi >= l.Requests { // the quotient needs more than 64 bits
+		return math.MaxInt64
+	}
+	quo, rem := bits.Div64(hi, lo, l.Requests)
+	if rem > 0 {
+		quo++ // round up: a header must not promise a faster refill than the bucket has
+	}
+	if quo > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(quo)
 }
 
 // appendQuotaHeaders appends the rate limit headers of mode for q to hs.
@@ -46,18 +84,21 @@ type quota struct {
 //	RateLimit: "name";r=50;t=30
 //	X-RateLimit-Limit: 100, X-RateLimit-Remaining: 50, X-RateLimit-Reset: 30
 //
-// w and t are whole seconds rounded up (w >= 1, t >= 0); r never exceeds q.
+// q (and X-RateLimit-Limit) is capacity(q.limit), w is policyWindow(q.limit); both in whole seconds
+// rounded up (w >= 1). t (and X-RateLimit-Reset) is the reset time rounded up: any non-zero reset gives at
+// least 1, only a quota that is full right now gives 0. r never exceeds q.
 func appendQuotaHeaders(hs []header, mode string, q quota) []header {
-	remaining := min(q.remaining, q.requests)
+	limit := capacity(q.limit)
+	remaining := min(q.remaining, limit)
 	reset := ceilSeconds(q.reset, 0)
 	if mode != HeadersLegacy {
 		var scratch [128]byte
 		b := appendSFString(scratch[:0], q.name)
 		n := len(b)
 		b = append(b, ";q="...)
-		b = strconv.AppendUint(b, q.requests, 10)
+		b = strconv.AppendUint(b, limit, 10)
 		b = append(b, ";w="...)
-		b = strconv.AppendInt(b, ceilSeconds(q.window, 1), 10)
+		b = strconv.AppendInt(b, ceilSeconds(policyWindow(q.limit), 1), 10)
 		policy := string(b)
 		b = append(b[:n], ";r="...)
 		b = strconv.AppendUint(b, remaining, 10)
@@ -67,7 +108,7 @@ func appendQuotaHeaders(hs []header, mode string, q quota) []header {
 	}
 	if mode == HeadersLegacy || mode == HeadersBoth {
 		hs = append(hs,
-			header{headerLegacyLimit, strconv.FormatUint(q.requests, 10)},
+			header{headerLegacyLimit, strconv.FormatUint(limit, 10)},
 			header{headerLegacyRemaining, strconv.FormatUint(remaining, 10)},
 			header{headerLegacyReset, strconv.FormatInt(reset, 10)},
 		)
@@ -80,7 +121,10 @@ func ceilSeconds(d time.Duration, floor int64) int64 {
 	if d < 0 {
 		d = 0
 	}
-	s := int64((d + time.Second - 1) / time.Second)
+	s := int64(d / time.Second)
+	if d%time.Second != 0 {
+		s++
+	}
 	return max(s, floor)
 }
 
@@ -116,31 +160,76 @@ func appendSFString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// problem is the RFC 9457 body of a 429.
+// problem is the RFC 9457 body of a denial. RetryAfter is left out when waiting cannot help.
 type problem struct {
 	Type       string `json:"type"`
 	Title      string `json:"title"`
 	Status     int    `json:"status"`
 	Detail     string `json:"detail"`
-	RetryAfter int64  `json:"retry_after"`
+	RetryAfter int64  `json:"retry_after,omitempty"`
+}
+
+// marshalProblem renders p; the fallback keeps a valid body should marshalling ever fail.
+func marshalProblem(p problem) []byte {
+	b, err := json.Marshal(p)
+	if err != nil { // cannot happen for this struct
+		return []byte(`{"type":"about:blank","title":"` + p.Title + `","status":` + strconv.Itoa(p.Status) + `}`)
+	}
+	return b
+}
+
+// describeLimit renders l for a problem detail: "5 requests per 1m0s", plus ", burst 20" for a token
+// bucket whose capacity differs from its rate.
+func describeLimit(l limiter.Limit) string {
+	s := fmt.Sprintf("%d requests per %s", l.Requests, l.Window)
+	if c := capacity(l); l.Algorithm == limiter.TokenBucket && c != l.Requests {
+		s += fmt.Sprintf(", burst %d", c)
+	}
+	return s
 }
 
 // problemBody renders the problem+json body of a denial of q, retryable after retry.
 func problemBody(q quota, retry time.Duration) []byte {
 	secs := ceilSeconds(retry, 1)
-	p := problem{
+	return marshalProblem(problem{
 		Type:   "about:blank",
 		Title:  "Too Many Requests",
 		Status: 429,
-		Detail: fmt.Sprintf("rate limit %s exceeded: %d requests per %s; retry in %d s",
-			sfString(q.name), q.requests, q.window, secs),
+		Detail: fmt.Sprintf("rate limit %s exceeded: %s; retry in %d s",
+			sfString(q.name), describeLimit(q.limit), secs),
 		RetryAfter: secs,
+	})
+}
+
+// neverBody renders the problem+json body of a request that no amount of waiting admits: its cost is
+// above the capacity of q.limit, or q.limit admits nothing at all. It has no retry_after (and the answer no
+// Retry-After).
+func neverBody(q quota, cost int64) []byte {
+	var detail string
+	if capacity(q.limit) == 0 {
+		detail = fmt.Sprintf("rate limit %s blocks this route entirely (%s); retrying will not help",
+			sfString(q.name), describeLimit(q.limit))
+	} else {
+		detail = fmt.Sprintf("request costs %d units, more than rate limit %s allows at all (%s, at most %d "+
+			"at once); it can never be admitted, retrying will not help",
+			cost, sfString(q.name), describeLimit(q.limit), capacity(q.limit))
 	}
-	b, err := json.Marshal(p)
-	if err != nil { // cannot happen for this struct; keep a valid body anyway
-		return []byte(`{"type":"about:blank","title":"Too Many Requests","status":429}`)
+	return marshalProblem(problem{Type: "about:blank", Title: "Too Many Requests", Status: 429, Detail: detail})
+}
+
+// missingBody renders the problem+json body of a 400 for a request without the key source ks that rule
+// needs (on_missing: deny).
+func missingBody(ks config.KeySource, rule string) []byte {
+	src := ks.Kind
+	if ks.Name != "" {
+		src += " " + ks.Name
 	}
-	return b
+	return marshalProblem(problem{
+		Type:   "about:blank",
+		Title:  "Bad Request",
+		Status: 400,
+		Detail: fmt.Sprintf("missing %s required by rule %s", src, rule),
+	})
 }
 
 // unavailableBody is the problem+json body of a fail-closed ext_authz answer (503).

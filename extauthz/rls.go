@@ -151,7 +151,7 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	}
 
 	// Per descriptor: report its most constrained limit; over the request: the headers' limit.
-	best := -1
+	best, never := -1, -1
 	var retry time.Duration
 	w.best = w.best[:0]
 	for range descs {
@@ -162,6 +162,9 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		if w.blocking(i) {
 			statuses[d].Code = rlsv3.RateLimitResponse_OVER_LIMIT
 			retry = max(retry, w.results[i].RetryAfter)
+			if never < 0 && w.neverFits(i) {
+				never = i
+			}
 		}
 		if b := w.best[d]; b < 0 || w.constrains(i, b) {
 			w.best[d] = i
@@ -185,7 +188,12 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 	if best >= 0 {
 		q := w.quotaOf(best)
 		w.hdrs = appendQuotaHeaders(w.hdrs[:0], s.headers, q)
-		if !allowed {
+		switch {
+		case allowed:
+		case never >= 0: // waiting cannot help: no Retry-After
+			w.hdrs = append(w.hdrs, header{headerContentType, problemJSON})
+			resp.RawBody = neverBody(w.quotaOf(never), w.hits[never].Cost)
+		default:
 			w.hdrs = append(w.hdrs,
 				header{headerRetryAfter, retryAfterValue(retry)},
 				header{headerContentType, problemJSON})
@@ -234,7 +242,17 @@ func (w *work) constrains(i, j int) bool {
 	return w.results[i].ResetAfter > w.results[j].ResetAfter
 }
 
-// quotaOf describes hit i for the headers; Requests is the hit's (possibly fallback-scaled) quota.
+// neverFits reports whether hit i blocks the request and no amount of waiting would change that: its cost
+// is above the capacity of its configured limit (or the limit admits nothing). The configured limit, not
+// the hit's, is compared, so a quota shrunk by the local fallback's share never counts as "never". Quota
+// mode hits are left out: another quota hit freeing up could still admit the request.
+func (w *work) neverFits(i int) bool {
+	h := &w.hits[i]
+	return w.blocking(i) && !h.Quota && h.Cost > 0 && uint64(h.Cost) > capacity(w.refs[i].limit.Limit)
+}
+
+// quotaOf describes hit i for the headers and problem bodies; its limit is the hit's (possibly
+// fallback-scaled) one.
 func (w *work) quotaOf(i int) quota {
 	ref := w.refs[i]
 	name := ref.limit.Name
@@ -243,8 +261,7 @@ func (w *work) quotaOf(i int) quota {
 	}
 	return quota{
 		name:      name,
-		requests:  w.hits[i].Limit.Requests,
-		window:    w.hits[i].Limit.Window,
+		limit:     w.hits[i].Limit,
 		remaining: w.results[i].Remaining,
 		reset:     w.results[i].ResetAfter,
 	}
