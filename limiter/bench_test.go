@@ -64,10 +64,39 @@ func BenchmarkOverLimitCacheMemoryDecide1(b *testing.B) {
 	benchDecide(b, limiter.NewOverLimitCache(limiter.NewMemory(limiter.MemoryOptions{}), limiter.CacheOptions{}), 1)
 }
 
+// The Redis benchmarks run with b.RunParallel's GOMAXPROCS goroutines (2 here): latency-bound, they show
+// the cost of a round trip; -cpu 2 -benchtime with more parallelism (b.SetParallelism) shows batching.
 func BenchmarkRedisDecide1(b *testing.B) {
-	benchDecide(b, limiter.NewRedis(redistest.Client(b), limiter.RedisOptions{Prefix: redistest.Prefix(b)}), 1)
+	for _, bb := range redisVariants {
+		b.Run(bb.name, func(b *testing.B) {
+			s := limiter.NewRedis(redistest.Client(b), limiter.RedisOptions{Prefix: redistest.Prefix(b), Pipeline: bb.pipeline})
+			defer s.Close()
+			b.SetParallelism(bb.parallelism)
+			benchDecide(b, s, 1)
+		})
+	}
 }
 
 func BenchmarkRedisDecide3(b *testing.B) {
-	benchDecide(b, limiter.NewRedis(redistest.Client(b), limiter.RedisOptions{Prefix: redistest.Prefix(b)}), 3)
+	for _, bb := range redisVariants {
+		b.Run(bb.name, func(b *testing.B) {
+			s := limiter.NewRedis(redistest.Client(b), limiter.RedisOptions{Prefix: redistest.Prefix(b), Pipeline: bb.pipeline})
+			defer s.Close()
+			b.SetParallelism(bb.parallelism)
+			benchDecide(b, s, 3)
+		})
+	}
+}
+
+// redisVariants compare one script call per request (Pipeline -1) with the pipeliner, at 1×GOMAXPROCS
+// goroutines and at 25×GOMAXPROCS (50 on 2 cores, the load harness's concurrency).
+var redisVariants = []struct {
+	name        string
+	pipeline    int
+	parallelism int
+}{
+	{"direct/p1", -1, 1},
+	{"pipelined/p1", 0, 1},
+	{"direct/p25", -1, 25},
+	{"pipelined/p25", 0, 25},
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -46,7 +47,11 @@ type Redis struct {
 	script  *redis.Script
 	cluster bool
 	pipe    *pipeliner // nil: one script call per request
-	scratch sync.Pool  // *redisScratch
+	// inflight counts the script calls under way; up to directMax of them go straight to Redis (no hand-off
+	// to a worker, the lowest latency), the ones beyond queue for the pipeliner.
+	inflight  atomic.Int64
+	directMax int64
+	scratch   sync.Pool // *redisScratch
 }
 
 type redisScratch struct {
@@ -79,6 +84,7 @@ func NewRedis(client redis.UniversalClient, opts RedisOptions) *Redis {
 	}
 	if opts.Pipeline > 1 && !cluster {
 		r.pipe = newPipeliner(client, r.script, opts.PipelineWorkers, opts.Pipeline, opts.Timeout)
+		r.directMax = int64(runtime.GOMAXPROCS(0))
 	}
 	return r
 }
@@ -266,11 +272,20 @@ func (r *Redis) refund(ctx context.Context, groups []*slotGroup) {
 // (see lua/decide.lua). It runs the script once for this request alone, or through the pipeliner, which
 // decides the requests queued together in one script run.
 func (r *Redis) call(ctx context.Context, keys []string, args []any) ([]int64, error) {
-	if r.pipe == nil {
-		full := make([]any, 0, len(args)+1)
-		full = append(append(full, 1), args...)
-		return r.script.Run(ctx, r.client, keys, full...).Int64Slice()
+	if r.pipe != nil {
+		n := r.inflight.Add(1)
+		defer r.inflight.Add(-1)
+		if n > r.directMax {
+			return r.pipelined(ctx, keys, args)
+		}
 	}
+	full := make([]any, 0, len(args)+1)
+	full = append(append(full, 1), args...)
+	return r.script.Run(ctx, r.client, keys, full...).Int64Slice()
+}
+
+// pipelined hands one request to the pipeliner and waits for its answer.
+func (r *Redis) pipelined(ctx context.Context, keys []string, args []any) ([]int64, error) {
 	c := callPool.Get().(*call)
 	c.keys, c.args = append(c.keys[:0], keys...), append(c.args[:0], args...)
 	if !r.pipe.do(ctx, c) {
