@@ -24,8 +24,10 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
@@ -523,5 +525,48 @@ func TestBinary(t *testing.T) {
 				t.Fatal("process did not exit within 15 s of SIGTERM")
 			}
 		})
+	}
+}
+
+// TestEnvoyKeepalivePings: Envoy pings idle HTTP/2 connections (every 30 s is common). grpc-go's default
+// server policy (pings at most every 5 min) answers a client pinging every 10 s with GOAWAY "too_many_pings"
+// after two strikes, which would cut Envoy's connections; Floodgate's policy accepts it.
+func TestEnvoyKeepalivePings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("idles for 45 s")
+	}
+	t.Parallel()
+	s := startInProcess(t, "--config", writeLimits(t, e2eLimits))
+	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rls := rlsv3.NewRateLimitServiceClient(conn)
+	call := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := rls.ShouldRateLimit(ctx, rlsRequest("e2e", "internal", "x")); err != nil {
+			t.Fatalf("call: %v", err)
+		}
+	}
+	call()
+	// Watch the connection while it idles through four client pings (grpc-go's default policy sends GOAWAY at
+	// the third strike, ~40 s in): a GOAWAY would move it out of READY.
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	var left []connectivity.State
+	for st := conn.GetState(); conn.WaitForStateChange(ctx, st); {
+		st = conn.GetState()
+		left = append(left, st)
+	}
+	if len(left) > 0 {
+		t.Errorf("connection left READY while idling with keepalive pings: %v", left)
+	}
+	call()
+	if strings.Contains(s.logs.String(), "too_many_pings") {
+		t.Errorf("server logged too_many_pings:\n%s", s.logs)
 	}
 }
