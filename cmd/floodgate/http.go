@@ -17,7 +17,8 @@ import (
 	"github.com/floodgate/floodgate/metrics"
 )
 
-// storeHealth pings the store once a second and publishes the result to gRPC health, /readyz and metrics.
+// storeHealth publishes the store pings (once a second, run by the telemetry sampler) to gRPC health,
+// /readyz and metrics.
 //
 // gRPC health: the Envoy services report SERVING while the store answers. When it does not, they report
 // NOT_SERVING only with --on-store-error=deny (Envoy should then route around this replica); with allow or
@@ -39,25 +40,18 @@ type storeHealth struct {
 	stopping  bool
 }
 
-func (h *storeHealth) loop(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			h.check(ctx)
-		}
-	}
-}
-
+// check pings the store once (at start-up, before the sampler's first ping) and publishes the result.
 func (h *storeHealth) check(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	start := time.Now()
 	err := h.store.Ping(ctx)
 	cancel()
-	h.metrics.ObservePing(time.Since(start), err)
+	h.observe(time.Since(start), err)
+}
+
+// observe publishes one ping result (metrics.SamplerOptions.OnPing) to the metrics, gRPC health and /readyz.
+func (h *storeHealth) observe(d time.Duration, err error) {
+	h.metrics.ObservePing(d, err)
 
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -96,6 +96,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fallback = mem
 	}
 
+	checker := &storeHealth{store: store, timeout: max(cfg.StoreTimeout, 250*time.Millisecond), metrics: m, logger: logger,
+		failClosed: cfg.OnStoreError == "deny"}
+	// The sampler pings the store once a second; each result also drives gRPC health, /readyz and the
+	// store metrics (one pinger for all three).
+	sampler, err := metrics.NewSampler(ctx, metrics.SamplerOptions{
+		Ping:        store.Ping,
+		PingTimeout: checker.timeout,
+		OnPing:      checker.observe,
+		FailureMode: cfg.OnStoreError,
+		Registry:    reg,
+		Logger:      logger,
+	})
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+
 	svc, err := extauthz.New(extauthz.Options{
 		Limits:           limitsFunc(current.Load),
 		Store:            store,
@@ -110,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		AuthzDomain:      cfg.AuthzDomain,
 		Shadow:           cfg.Shadow,
 		Headers:          cfg.Headers,
-		Observer:         m,
+		Observer:         observers{m, sampler},
 		Logger:           logger,
 	})
 	if err != nil {
@@ -141,8 +157,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	healthpb.RegisterHealthServer(grpcServer, healthSrv)
 	reflection.Register(grpcServer)
 
-	checker := &storeHealth{store: store, timeout: max(cfg.StoreTimeout, 250*time.Millisecond), metrics: m, logger: logger,
-		health: healthSrv, services: svc.HealthServiceNames(), failClosed: cfg.OnStoreError == "deny"}
+	checker.health, checker.services = healthSrv, svc.HealthServiceNames()
 	checker.check(ctx)
 
 	httpServer := &http.Server{
@@ -174,9 +189,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return nil
 	})
-	// Ends when gctx is done.
+	// Ends when gctx is done (the sampler also runs the store health ping).
 	g.Go(func() error {
-		checker.loop(gctx, time.Second)
+		sampler.Run(gctx)
 		return nil
 	})
 	// Ends after the shutdown sequence, which starts when ctx is cancelled or a server fails.
@@ -205,6 +220,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = g.Wait()
 	logger.Info("floodgate stopped")
 	return err
+}
+
+// observers fans one decision out to every observer (Prometheus metrics, the telemetry sampler).
+type observers []extauthz.Observer
+
+func (os observers) Observe(o *extauthz.Observation) {
+	for _, ob := range os {
+		ob.Observe(o)
+	}
 }
 
 type limitsFunc func() *config.Snapshot

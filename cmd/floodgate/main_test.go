@@ -276,6 +276,8 @@ func checkHTTP(t *testing.T, base string) {
 		`floodgate_decisions_total{domain="e2e",outcome="over_limit",service="authz"} 1`,
 		`floodgate_decision_duration_seconds_bucket{service="ratelimit",le="0.0005"}`,
 		`floodgate_store_up 1`,
+		`floodgate_host_cpu_percent`,
+		`floodgate_host_memory_percent`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
@@ -569,4 +571,43 @@ func TestEnvoyKeepalivePings(t *testing.T) {
 	if strings.Contains(s.logs.String(), "too_many_pings") {
 		t.Errorf("server logged too_many_pings:\n%s", s.logs)
 	}
+}
+
+// TestStoreHealthFollowsRedis: the once-a-second store ping drives /readyz and, with --on-store-error=deny,
+// the gRPC health of the Envoy services; both recover when Redis is back.
+func TestStoreHealthFollowsRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s := startInProcess(t, "--config", writeLimits(t, e2eLimits), "--redis-url", srv.URL(), "--on-store-error", "deny",
+		"--store-timeout", "100ms")
+	hc := healthpb.NewHealthClient(s.conn)
+	status := func() healthpb.HealthCheckResponse_ServingStatus {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "envoy.service.ratelimit.v3.RateLimitService"})
+		if err != nil {
+			t.Fatalf("health: %v", err)
+		}
+		return r.GetStatus()
+	}
+	waitFor := func(what string, want healthpb.HealthCheckResponse_ServingStatus, wantReady int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			code, _ := httpGet(t, "http://"+s.httpAddr+"/readyz")
+			got := status()
+			if got == want && code == wantReady {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: got health %v and /readyz %d, want %v and %d", what, got, code, want, wantReady)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("redis up", healthpb.HealthCheckResponse_SERVING, 200)
+	srv.Shutdown()
+	waitFor("redis down", healthpb.HealthCheckResponse_NOT_SERVING, 503)
+	srv.Restart()
+	waitFor("redis back", healthpb.HealthCheckResponse_SERVING, 200)
 }
