@@ -59,6 +59,7 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	w.obs.Method, w.obs.Host, w.obs.Path = method, host, path
 
 	snap := s.limits.Limits()
+	w.obs.ConfigVersion = snap.Info().Version
 	if !s.knownDomain(snap, domain) {
 		w.obs.Code = OutcomeOK
 		s.observe(&w.obs, start)

@@ -57,6 +57,8 @@ func (s *Service) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReque
 		resp.Statuses[i] = &statuses[i]
 	}
 	snap := s.limits.Limits()
+	w.obs.ConfigVersion = snap.Info().Version
+	w.obs.RLSDescriptors = descs
 	domain := req.GetDomain()
 	if !s.knownDomain(snap, domain) {
 		// Like envoyproxy/ratelimit: an unknown domain limits nothing, overrides included.

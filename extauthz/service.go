@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
@@ -141,6 +142,11 @@ type Observation struct {
 	// Envoy (the source address), and the request's method, host and path without the query string.
 	ClientIP, ProxyIP  string
 	Method, Host, Path string
+	// RLSDescriptors are the request's descriptors (RLS only; RuleResult.Descriptor indexes them). They
+	// belong to the request: an observer copies what it keeps.
+	RLSDescriptors []*ratelimitv3.RateLimitDescriptor
+	// ConfigVersion is the version of the limits that decided.
+	ConfigVersion uint64
 }
 
 // Service answers Envoy's rate limit service and ext_authz calls. Safe for concurrent use.

@@ -1,0 +1,214 @@
+package audit
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Query limits.
+const (
+	DefaultQueryLimit = 1000
+	MaxQueryLimit     = 10000
+)
+
+// Migrate applies the embedded migrations (audit/migrations/*.sql) that the database has not seen, in
+// name order, under an advisory lock; running it again changes nothing. The pipeline calls it before its
+// first write; call it yourself to fail fast at start.
+func (r *Recorder) Migrate(ctx context.Context) error {
+	if r.db == nil {
+		return errors.New("audit: no database")
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	tx, err := r.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("audit migrate: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7242031)`); err != nil {
+		return fmt.Errorf("audit migrate lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS audit_migrations (
+		name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("audit migrate: %w", err)
+	}
+	for _, name := range names {
+		var done bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit_migrations WHERE name = $1)`, name).Scan(&done); err != nil {
+			return fmt.Errorf("audit migrate %s: %w", name, err)
+		}
+		if done {
+			continue
+		}
+		sql, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, string(sql)); err != nil {
+			return fmt.Errorf("audit migrate %s: %w", name, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_migrations (name) VALUES ($1)`, name); err != nil {
+			return fmt.Errorf("audit migrate %s: %w", name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("audit migrate commit: %w", err)
+	}
+	r.migrated.Store(true)
+	return nil
+}
+
+// insertSQL writes a batch as arrays in one statement; ON CONFLICT makes a retried batch harmless.
+const insertSQL = `INSERT INTO audit_events (id, time, kind, service, domain, rule, entries, client_ip, proxy_ip,
+	method, host, path, limit_name, limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica,
+	config_version, shadow, degraded)
+SELECT id, time, kind, service, domain, rule, entries::jsonb, client_ip, proxy_ip, method, host, path, limit_name,
+	limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, config_version, shadow, degraded
+FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], $15::int8[], $16::text[], $17::int8[],
+	$18::int8[], $19::text[], $20::int8[], $21::bool[], $22::bool[])
+	AS u(id, time, kind, service, domain, rule, entries, client_ip, proxy_ip, method, host, path, limit_name,
+	limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, config_version, shadow, degraded)
+ON CONFLICT (id) DO NOTHING`
+
+// writePostgres inserts one batch, applying the migrations first if they have not been yet.
+func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
+	if !r.migrated.Load() {
+		if err := r.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	n := len(events)
+	var (
+		ids, kinds, services, domains, rules, entries, clients, proxies = make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		methods, hosts, paths, names, algos, replicas = make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n)
+		times                                     = make([]time.Time, n)
+		requests, windows, remaining, retry, cfgV = make([]int64, n), make([]int64, n), make([]int64, n),
+			make([]int64, n), make([]int64, n)
+		shadow, degraded = make([]bool, n), make([]bool, n)
+	)
+	for i, e := range events {
+		ids[i], times[i], kinds[i], services[i], domains[i], rules[i] = e.ID, e.Time, e.Kind, e.Service, e.Domain, e.Rule
+		ents := e.Entries
+		if ents == nil {
+			ents = []Entry{}
+		}
+		b, err := json.Marshal(ents)
+		if err != nil {
+			return err
+		}
+		entries[i] = string(b)
+		clients[i], proxies[i], methods[i], hosts[i], paths[i] = e.ClientIP, e.ProxyIP, e.Method, e.Host, e.Path
+		names[i], requests[i], windows[i], algos[i] = e.Limit.Name, int64(e.Limit.Requests), e.Limit.Window.Milliseconds(), e.Limit.Algorithm
+		remaining[i], retry[i], replicas[i], cfgV[i] = int64(e.Remaining), e.RetryAfter.Milliseconds(), e.Replica, int64(e.ConfigVersion)
+		shadow[i], degraded[i] = e.Shadow, e.Degraded
+	}
+	_, err := r.db.Exec(ctx, insertSQL, ids, times, kinds, services, domains, rules, entries, clients, proxies,
+		methods, hosts, paths, names, requests, windows, algos, remaining, retry, replicas, cfgV, shadow, degraded)
+	if err != nil {
+		return fmt.Errorf("audit insert %d events: %w", n, err)
+	}
+	return nil
+}
+
+// Filter selects events for Query. Zero fields do not filter.
+type Filter struct {
+	Since, Until time.Time // Since inclusive, Until exclusive
+	Domain, Rule string
+	Client       string // client IP exactly as recorded
+	// Limit caps the rows (default 1000, at most 10,000).
+	Limit int
+}
+
+// Query reads events from PostgreSQL, newest first.
+func (r *Recorder) Query(ctx context.Context, f Filter) ([]Event, error) {
+	if r.db == nil {
+		return nil, errors.New("audit: no database")
+	}
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	if !f.Since.IsZero() {
+		// An id's time is never before its event's millisecond: the id bound uses the primary key.
+		ms := f.Since.UnixMilli()
+		if f.Since.Before(time.UnixMilli(ms)) {
+			ms-- // a negative, non-whole-millisecond time rounds toward zero
+		}
+		add("id >= ?", encodeULID(uint64(max(ms, 0)), 0, 0))
+		add("time >= ?", f.Since)
+	}
+	if !f.Until.IsZero() {
+		add("time < ?", f.Until)
+	}
+	if f.Domain != "" {
+		add("domain = ?", f.Domain)
+	}
+	if f.Rule != "" {
+		add("rule = ?", f.Rule)
+	}
+	if f.Client != "" {
+		add("client_ip = ?", f.Client)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultQueryLimit
+	}
+	limit = min(limit, MaxQueryLimit)
+	sql := `SELECT id, time, kind, service, domain, rule, entries::text, client_ip, proxy_ip, method, host, path,
+		limit_name, limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, config_version,
+		shadow, degraded FROM audit_events`
+	if len(where) > 0 {
+		sql += " WHERE " + strings.Join(where, " AND ")
+	}
+	sql += " ORDER BY id DESC LIMIT " + strconv.Itoa(limit)
+	rows, err := r.db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("audit query: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Event, error) {
+		var e Event
+		var entries string
+		var requests, window, remaining, retry, cfgV int64
+		err := row.Scan(&e.ID, &e.Time, &e.Kind, &e.Service, &e.Domain, &e.Rule, &entries, &e.ClientIP, &e.ProxyIP,
+			&e.Method, &e.Host, &e.Path, &e.Limit.Name, &requests, &window, &e.Limit.Algorithm, &remaining, &retry,
+			&e.Replica, &cfgV, &e.Shadow, &e.Degraded)
+		if err != nil {
+			return e, err
+		}
+		if err := json.Unmarshal([]byte(entries), &e.Entries); err != nil {
+			return e, err
+		}
+		if len(e.Entries) == 0 {
+			e.Entries = nil
+		}
+		e.Time = e.Time.UTC()
+		e.Limit.Requests, e.Limit.Window = uint64(requests), time.Duration(window)*time.Millisecond
+		e.Remaining, e.RetryAfter, e.ConfigVersion = uint64(remaining), time.Duration(retry)*time.Millisecond, uint64(cfgV)
+		return e, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit query: %w", err)
+	}
+	return out, nil
+}

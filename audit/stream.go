@@ -1,0 +1,105 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Stream entry fields: the writing replica and the JSON event.
+const (
+	fieldReplica = "r"
+	fieldEvent   = "e"
+)
+
+// streamBlock is how long one XREAD waits: it bounds how long the tailer takes to notice ctx ending.
+const streamBlock = 500 * time.Millisecond
+
+// writeStream appends events to the stream in one pipeline (XADD MAXLEN ~).
+func (r *Recorder) writeStream(ctx context.Context, events []*Event) error {
+	pipe := r.redis.Pipeline()
+	for _, e := range events {
+		data, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		pipe.XAdd(ctx, &redis.XAddArgs{
+			Stream: r.streamKey,
+			MaxLen: r.maxLen,
+			Approx: true,
+			Values: []any{fieldReplica, r.replica, fieldEvent, data},
+		})
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// tail reads the stream from its current end and publishes the other replicas' events to the ring, the
+// live subscribers and the top offenders, until ctx ends. Errors are retried with backoff.
+func (r *Recorder) tail(ctx context.Context) {
+	last := ""
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		err := r.tailOnce(ctx, &last)
+		if err == nil || ctx.Err() != nil {
+			backoff = 0
+			continue
+		}
+		backoff = min(max(2*backoff, minBackoff), maxBackoff)
+		r.log.Warn("audit stream read failed, retrying", "stream", r.streamKey, "backoff", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+}
+
+// tailOnce performs one XREAD after *last (resolving the stream's end first), publishing what it read.
+func (r *Recorder) tailOnce(ctx context.Context, last *string) error {
+	if *last == "" {
+		msgs, err := r.redis.XRevRangeN(ctx, r.streamKey, "+", "-", 1).Result()
+		if err != nil {
+			return err
+		}
+		*last = "0-0"
+		if len(msgs) > 0 {
+			*last = msgs[0].ID
+		}
+	}
+	res, err := r.redis.XRead(ctx, &redis.XReadArgs{
+		Streams: []string{r.streamKey, *last},
+		Count:   1000,
+		Block:   streamBlock,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, s := range res {
+		for _, m := range s.Messages {
+			*last = m.ID
+			if m.Values[fieldReplica] == r.replica {
+				continue
+			}
+			raw, _ := m.Values[fieldEvent].(string)
+			var e Event
+			if err := json.Unmarshal([]byte(raw), &e); err != nil {
+				r.log.Warn("audit stream entry ignored", "id", m.ID, "err", err)
+				continue
+			}
+			r.remote.Add(1)
+			if !e.Shadow { // counted before it is visible, so a reader of the feed sees it counted
+				r.top.add(e.Time, e.ClientIP, e.Rule)
+			}
+			r.hub.publish(&e)
+		}
+	}
+	return nil
+}
