@@ -238,10 +238,9 @@ type slotGroup struct {
 // expired (with its own deadline) so a timeout does not leak reservations; a failure is logged, as the
 // request is answered anyway.
 func (r *Redis) refund(ctx context.Context, groups []*slotGroup) {
-	timeout := r.timeout
-	if timeout <= 0 {
-		timeout = time.Second
-	}
+	// At least a second: a refund that times out leaves units reserved until the window ends, so it gets
+	// more room than a decision does (the request's answer is already known: denied).
+	timeout := max(r.timeout, time.Second)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	for _, g := range groups {
