@@ -54,9 +54,9 @@ type Event struct {
 	Remaining     uint64        `json:"remaining"`
 	RetryAfter    time.Duration `json:"retry_after_ns"`
 	Replica       string        `json:"replica"`
-	ConfigVersion uint64        `json:"config_version"`
-	Shadow        bool          `json:"shadow"`   // a would-be denial that did not block
-	Degraded      bool          `json:"degraded"` // decided while the store failed (the local fallback denied)
+	ConfigVersion uint64        `json:"config_version,string"` // a string: JavaScript numbers cannot hold every uint64
+	Shadow        bool          `json:"shadow"`                // a would-be denial that did not block
+	Degraded      bool          `json:"degraded"`              // decided while the store failed (the local fallback denied)
 }
 
 // Bound returns s made safe for the audit trail: invalid UTF-8 bytes are escaped as \xNN, and a result

@@ -18,7 +18,11 @@ const (
 // streamBlock is how long one XREAD waits: it bounds how long the tailer takes to notice ctx ending.
 const streamBlock = 500 * time.Millisecond
 
-// writeStream appends events to the stream in one pipeline (XADD MAXLEN ~).
+// streamTTL is how long the stream outlives its last write: like every key Floodgate writes, it expires
+// (a fleet that stops denying leaves nothing behind); MAXLEN bounds it while it is in use.
+const streamTTL = 24 * time.Hour
+
+// writeStream appends events to the stream in one pipeline (XADD MAXLEN ~), renewing its expiry.
 func (r *Recorder) writeStream(ctx context.Context, events []*Event) error {
 	pipe := r.redis.Pipeline()
 	for _, e := range events {
@@ -33,6 +37,7 @@ func (r *Recorder) writeStream(ctx context.Context, events []*Event) error {
 			Values: []any{fieldReplica, r.replica, fieldEvent, data},
 		})
 	}
+	pipe.Expire(ctx, r.streamKey, streamTTL)
 	_, err := pipe.Exec(ctx)
 	return err
 }

@@ -56,7 +56,9 @@ func (t *topOffenders) add(at time.Time, client, rule string) {
 		}
 		b.minute = m
 	}
-	b.clients.add(client)
+	if client != "" { // RLS requests carry no client address: only their rule counts
+		b.clients.add(client)
+	}
 	b.rules.add(rule)
 }
 

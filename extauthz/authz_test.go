@@ -55,7 +55,7 @@ func TestCheckShape(t *testing.T) {
 	o := h.obs.last(t)
 	wantObs := Observation{Service: "authz", Domain: "edge", Code: OutcomeOK, ClientIP: "198.51.100.7",
 		ProxyIP: "198.51.100.7", Method: "POST", Host: "api.example.com", Path: "/login"}
-	if diff := cmp.Diff(wantObs, o, cmpopts.IgnoreFields(Observation{}, "Duration", "StoreDuration", "Rules")); diff != "" {
+	if diff := cmp.Diff(wantObs, o, cmpopts.IgnoreFields(Observation{}, "Duration", "StoreDuration", "Rules", "ConfigVersion")); diff != "" {
 		t.Errorf("observation (-want +got):\n%s", diff)
 	}
 	if len(o.Rules) != 1 || o.Rules[0].Rule.Name != "per_ip" || !o.Rules[0].Result.Allowed || o.Rules[0].Result.Remaining != 4 {
