@@ -6,7 +6,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin
 PKGS := ./...
 FUZZTIME ?= 30s
 
-.PHONY: help build run test unit lint bench fuzz loadtest tools clean
+.PHONY: help build run test unit lint bench fuzz loadtest tools ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -19,10 +19,12 @@ run: ## run Floodgate on the in-memory store with the bundled example limits
 	$(GO) run ./cmd/floodgate
 
 test: lint ## the whole suite: lint, then every test with -race against real Redis
-	./scripts/with-redis.sh $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	./scripts/with-services.sh $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	# 1,000 dashboard sessions (the race detector makes that take minutes, so -race runs fewer)
+	$(GO) test -count=1 -run 'TestSessionsLeaveNothingBehind' ./dashboard
 
 unit: ## tests only (no lint), with -race
-	./scripts/with-redis.sh $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	./scripts/with-services.sh $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 lint: tools ## gofmt check, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -34,7 +36,7 @@ tools:
 	@test -x "$(STATICCHECK)" || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 bench: ## Go benchmarks of the hot path (memory, Redis, gRPC handlers)
-	./scripts/with-redis.sh $(GO) test -run '^$$' -bench . -benchmem -count 1 ./limiter/... ./extauthz/... ./config/...
+	./scripts/with-services.sh $(GO) test -run '^$$' -bench . -benchmem -count 1 ./limiter/... ./extauthz/... ./config/...
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in $$($(GO) list ./...); do \
@@ -43,7 +45,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	  done; done
 
 loadtest: build ## load harness: do-nothing gRPC server vs Floodgate (memory, Redis) under the same load
-	./scripts/with-redis.sh ./bin/floodgate-load
+	./scripts/with-services.sh ./bin/floodgate-load
+
+ui: ## rebuild the dashboard's CSS (Tailwind, offline) and vendored uPlot; commit the results
+	cd dashboard/web && npm ci --no-audit --no-fund && npm run build:css && npm run vendor
 
 clean:
 	rm -rf bin
