@@ -15,6 +15,9 @@ import (
 // Config is everything the binary is told, from flags with environment fallbacks (flag wins).
 type Config struct {
 	ConfigPath       string
+	DatabaseURL      string
+	ReplicaID        string
+	DashboardOrigins []string
 	RedisURL         string
 	RedisPrefix      string
 	GRPCAddr         string
@@ -61,10 +64,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 			fmt.Fprintln(stderr)
 		})
 	}
-	var trusted, logLevel string
+	var trusted, logLevel, origins string
 	fs.StringVar(&c.ConfigPath, "config", "", "limits YAML file or directory; empty serves the bundled examples")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "redis:// or rediss:// URL of the shared store; empty uses the in-memory store")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "fg:", "prefix of every Redis key Floodgate writes")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "postgres:// URL of the audit history (append-only table audit_events); empty keeps the audit trail in memory (and in Redis, when configured)")
+	fs.StringVar(&c.ReplicaID, "replica-id", "", "name of this replica in the audit trail (default: host name and process id)")
+	fs.StringVar(&origins, "dashboard-origins", "", "comma-separated extra Origin hosts allowed to open the dashboard's WebSocket (the page's own origin always is)")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":8081", "listen address of the Envoy-facing gRPC server")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8000", "listen address of the HTTP server (health, metrics)")
 	fs.DurationVar(&c.StoreTimeout, "store-timeout", 10*time.Millisecond, "deadline of one store call; past it the failure mode decides")
@@ -104,6 +110,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return c, fmt.Errorf("--log-level: %w", err)
+	}
+	for _, s := range strings.Split(origins, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.DashboardOrigins = append(c.DashboardOrigins, s)
+		}
 	}
 	for _, s := range strings.Split(trusted, ",") {
 		if s = strings.TrimSpace(s); s == "" {

@@ -112,7 +112,7 @@ func (h *storeHealth) readiness() (readiness, bool) {
 	return r, ok
 }
 
-func newHTTPHandler(reg *prometheus.Registry, h *storeHealth) http.Handler {
+func newHTTPHandler(reg *prometheus.Registry, h *storeHealth, dash http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -126,10 +126,8 @@ func newHTTPHandler(reg *prometheus.Registry, h *storeHealth) http.Handler {
 		writeJSON(w, code, r)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("Floodgate\n\n/healthz  liveness\n/readyz   readiness (store reachable)\n/metrics  Prometheus metrics\n"))
-	})
+	// The dashboard: "/" (the UI), "/assets/" and the WebSocket "/ws".
+	mux.Handle("/", dash)
 	return mux
 }
 

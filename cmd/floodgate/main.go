@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -25,7 +26,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/floodgate/floodgate/audit"
 	"github.com/floodgate/floodgate/config"
+	"github.com/floodgate/floodgate/dashboard"
 	"github.com/floodgate/floodgate/extauthz"
 	"github.com/floodgate/floodgate/limiter"
 	"github.com/floodgate/floodgate/metrics"
@@ -83,11 +86,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	m := metrics.New(reg)
 	m.SetConfig(info)
 
-	store, closeStore, err := openStore(cfg, m, logger)
+	store, rdb, closeStore, err := openStore(cfg, m, logger)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
+
+	// The audit trail: every denial, live (memory ring; the fleet's through a Redis stream) and, with
+	// --database-url, its history in PostgreSQL.
+	replica := cfg.ReplicaID
+	if replica == "" {
+		host, _ := os.Hostname()
+		replica = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	auditOpts := audit.Options{Replica: replica, Registerer: reg, Logger: logger,
+		ConfigVersion: func() uint64 { return current.Load().Info().Version }}
+	if rdb != nil {
+		auditOpts.Redis, auditOpts.StreamPrefix = rdb, cfg.RedisPrefix
+	}
+	if cfg.DatabaseURL != "" {
+		pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return fmt.Errorf("--database-url: %w", err)
+		}
+		defer pool.Close()
+		auditOpts.DB = pool
+	}
+	recorder, err := audit.New(auditOpts)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
 
 	var fallback limiter.Store
 	if cfg.OnStoreError == "local" {
@@ -126,7 +154,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		AuthzDomain:      cfg.AuthzDomain,
 		Shadow:           cfg.Shadow,
 		Headers:          cfg.Headers,
-		Observer:         observers{m, sampler},
+		Observer:         observers{m, sampler, recorder},
 		Logger:           logger,
 	})
 	if err != nil {
@@ -160,8 +188,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	checker.health, checker.services = healthSrv, svc.HealthServiceNames()
 	checker.check(ctx)
 
+	dash, err := dashboard.New(dashboard.Options{Telemetry: sampler, Audit: recorder, Limits: limitsFunc(current.Load),
+		OriginPatterns: cfg.DashboardOrigins, Registry: reg, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
 	httpServer := &http.Server{
-		Handler:           newHTTPHandler(reg, checker),
+		Handler:           newHTTPHandler(reg, checker, dash.Handler()),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -192,6 +225,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Ends when gctx is done (the sampler also runs the store health ping).
 	g.Go(func() error {
 		sampler.Run(gctx)
+		return nil
+	})
+	// Ends when gctx is done, after flushing the queued events to their sinks.
+	g.Go(func() error {
+		if err := recorder.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+			logger.Warn("audit pipeline", "err", err)
+		}
 		return nil
 	})
 	// Ends after the shutdown sequence, which starts when ctx is cancelled or a server fails.
@@ -255,8 +295,9 @@ func storeName(cfg Config) string {
 
 // openStore builds the decision store: Redis when a URL is given, else the in-memory store. With
 // --over-limit-cache the store is wrapped in the local over-limit cache.
-func openStore(cfg Config, m *metrics.Metrics, logger *slog.Logger) (limiter.Store, func(), error) {
+func openStore(cfg Config, m *metrics.Metrics, logger *slog.Logger) (limiter.Store, redis.UniversalClient, func(), error) {
 	var store limiter.Store
+	var rdb redis.UniversalClient
 	closeFn := func() {}
 	if cfg.RedisURL == "" {
 		mem := limiter.NewMemory(limiter.MemoryOptions{MaxEntries: cfg.MemoryMaxEntries})
@@ -265,7 +306,7 @@ func openStore(cfg Config, m *metrics.Metrics, logger *slog.Logger) (limiter.Sto
 	} else {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--redis-url: %w", err)
+			return nil, nil, nil, fmt.Errorf("--redis-url: %w", err)
 		}
 		// Short socket timeouts so a dead node is noticed quickly; the per-decision deadline is the context's.
 		opts.ContextTimeoutEnabled = true
@@ -276,6 +317,7 @@ func openStore(cfg Config, m *metrics.Metrics, logger *slog.Logger) (limiter.Sto
 		opts.WriteTimeout = opts.ReadTimeout
 		opts.MaxRetries = -1 // a retry would blow the decision deadline; the failure mode answers instead
 		client := redis.NewClient(opts)
+		rdb = client
 		store = limiter.NewRedis(client, limiter.RedisOptions{Prefix: cfg.RedisPrefix, Timeout: cfg.StoreTimeout, Logger: logger})
 		closeFn = func() {
 			if err := store.Close(); err != nil {
@@ -291,7 +333,7 @@ func openStore(cfg Config, m *metrics.Metrics, logger *slog.Logger) (limiter.Sto
 		m.TrackEntries("over_limit_cache", c.Len)
 		store = c
 	}
-	return store, closeFn, nil
+	return store, rdb, closeFn, nil
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {

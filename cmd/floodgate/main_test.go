@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	commonrl "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -610,4 +612,74 @@ func TestStoreHealthFollowsRedis(t *testing.T) {
 	waitFor("redis down", healthpb.HealthCheckResponse_NOT_SERVING, 503)
 	srv.Restart()
 	waitFor("redis back", healthpb.HealthCheckResponse_SERVING, 200)
+}
+
+// TestDashboardFeed: the dashboard's WebSocket starts with telemetry history and the limits in force, and a
+// denial made over gRPC reaches it as an audit event within 2 s — the real client, never the proxy.
+func TestDashboardFeed(t *testing.T) {
+	s := startInProcess(t, "--config", writeLimits(t, e2eLimits))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+s.httpAddr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(1 << 24)
+	var hello struct {
+		Type   string `json:"type"`
+		Limits struct {
+			Domains []struct {
+				Domain string `json:"domain"`
+			} `json:"domains"`
+		} `json:"limits"`
+	}
+	if err := wsjson.Read(ctx, c, &hello); err != nil || hello.Type != "hello" {
+		t.Fatalf("hello: %v %+v", err, hello)
+	}
+	if len(hello.Limits.Domains) != 1 || hello.Limits.Domains[0].Domain != "e2e" {
+		t.Errorf("hello limits: got %+v, want domain e2e", hello.Limits.Domains)
+	}
+
+	authz := authv3.NewAuthorizationClient(s.conn)
+	req := checkRequest("10.0.0.5")
+	req.GetAttributes().GetRequest().GetHttp().Headers["x-forwarded-for"] = "198.51.100.9, 10.0.0.5"
+	for range 3 {
+		if _, err := authz.Check(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent := time.Now()
+	for {
+		var m struct {
+			Type   string `json:"type"`
+			Events []struct {
+				Rule     string `json:"rule"`
+				ClientIP string `json:"client_ip"`
+				ProxyIP  string `json:"proxy_ip"`
+				Path     string `json:"path"`
+			} `json:"events"`
+		}
+		if err := wsjson.Read(ctx, c, &m); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if m.Type != "events" {
+			continue
+		}
+		if d := time.Since(sent); d > 2*time.Second {
+			t.Errorf("denial reached the dashboard after %s, want within 2 s", d)
+		}
+		e := m.Events[0]
+		if len(m.Events) != 1 || e.Rule != "per_client" || e.ClientIP != "10.0.0.5" || e.Path != "/hello" {
+			t.Errorf("events: got %+v, want one per_client denial of 10.0.0.5 (XFF is not trusted by default) for /hello", m.Events)
+		}
+		break
+	}
+	_, body := httpGet(t, "http://"+s.httpAddr+"/metrics")
+	if !strings.Contains(body, "floodgate_audit_events_total 1") || !strings.Contains(body, "floodgate_dashboard_sessions 1") {
+		t.Errorf("/metrics lacks the audit and dashboard series")
+	}
+	if code, page := httpGet(t, "http://"+s.httpAddr+"/"); code != 200 || !strings.Contains(page, "<html") {
+		t.Errorf("GET /: got %d, want the dashboard page", code)
+	}
 }

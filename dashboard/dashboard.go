@@ -1,0 +1,258 @@
+package dashboard
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/floodgate/floodgate/audit"
+	"github.com/floodgate/floodgate/config"
+	"github.com/floodgate/floodgate/metrics"
+)
+
+// Telemetry is what the dashboard reads from the telemetry sampler.
+type Telemetry interface {
+	Latest() metrics.Snapshot
+	History() []metrics.Snapshot
+	// Subscribe returns a bounded feed of new snapshots; the feed is closed if its reader falls behind.
+	Subscribe() (<-chan metrics.Snapshot, func())
+}
+
+// Audit is what the dashboard reads from the audit trail.
+type Audit interface {
+	Recent(n int) []audit.Event
+	// Subscribe returns a bounded feed of new events; the feed is closed if its reader falls behind.
+	Subscribe(buf int) (<-chan audit.Event, func())
+	TopOffenders(window time.Duration, n int) audit.Offenders
+	Dropped() uint64
+	Replica() string
+}
+
+// LimitsSource gives the limits in force.
+type LimitsSource interface {
+	Limits() *config.Snapshot
+}
+
+// Options configures New.
+type Options struct {
+	Telemetry Telemetry
+	Audit     Audit
+	Limits    LimitsSource
+	// Assets holds index.html and the files served under /assets/ (default: the embedded web UI).
+	Assets fs.FS
+	// OriginPatterns are extra Origin host patterns allowed to open /ws (the page's own origin always is).
+	OriginPatterns []string
+	// Registry, if set, receives floodgate_dashboard_sessions.
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
+	// Timing knobs (defaults: 250 ms event batches, 5 s offender updates, 15 s pings, 5 s write timeout).
+	EventBatch, OffendersEvery, PingEvery, WriteTimeout time.Duration
+	// RecentEvents is how many past events a new connection receives (default 500).
+	RecentEvents int
+}
+
+// Dashboard serves the operations UI and its WebSocket feed.
+type Dashboard struct {
+	o        Options
+	sessions atomic.Int64
+	mux      *http.ServeMux
+}
+
+// New returns the dashboard; mount Handler on the HTTP server.
+func New(o Options) (*Dashboard, error) {
+	if o.Telemetry == nil || o.Audit == nil || o.Limits == nil {
+		return nil, errors.New("dashboard: telemetry, audit and limits are required")
+	}
+	if o.Assets == nil {
+		o.Assets = webAssets()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.EventBatch, 250*time.Millisecond)
+	def(&o.OffendersEvery, 5*time.Second)
+	def(&o.PingEvery, 15*time.Second)
+	def(&o.WriteTimeout, 5*time.Second)
+	if o.RecentEvents <= 0 {
+		o.RecentEvents = 500
+	}
+	d := &Dashboard{o: o, mux: http.NewServeMux()}
+	if o.Registry != nil {
+		if err := o.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floodgate_dashboard_sessions",
+			Help: "Open dashboard WebSocket sessions.",
+		}, func() float64 { return float64(d.sessions.Load()) })); err != nil {
+			return nil, err
+		}
+	}
+	d.mux.HandleFunc("GET /ws", d.serveWS)
+	d.mux.HandleFunc("GET /{$}", d.serveIndex)
+	d.mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(o.Assets)))
+	return d, nil
+}
+
+// Handler serves "/", "/assets/" and "/ws".
+func (d *Dashboard) Handler() http.Handler { return d.mux }
+
+// Sessions is the number of open WebSocket sessions.
+func (d *Dashboard) Sessions() int { return int(d.sessions.Load()) }
+
+func (d *Dashboard) serveIndex(w http.ResponseWriter, r *http.Request) {
+	b, err := fs.ReadFile(d.o.Assets, "index.html")
+	if err != nil {
+		http.Error(w, "dashboard assets missing", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	_, _ = w.Write(b)
+}
+
+// The messages of /ws (server to client, JSON text frames).
+type (
+	helloMsg struct {
+		Type          string                     `json:"type"` // "hello"
+		Replica       string                     `json:"replica"`
+		Snapshot      metrics.Snapshot           `json:"snapshot"`
+		History       []metrics.Snapshot         `json:"history"`
+		Events        []audit.Event              `json:"events"`
+		Limits        Limits                     `json:"limits"`
+		Offenders     map[string]audit.Offenders `json:"offenders"`
+		DroppedEvents uint64                     `json:"dropped_events"`
+	}
+	snapshotMsg struct {
+		Type     string           `json:"type"` // "snapshot"
+		Snapshot metrics.Snapshot `json:"snapshot"`
+	}
+	eventsMsg struct {
+		Type          string        `json:"type"` // "events"
+		Events        []audit.Event `json:"events"`
+		DroppedEvents uint64        `json:"dropped_events"`
+	}
+	offendersMsg struct {
+		Type      string                     `json:"type"` // "offenders"
+		Offenders map[string]audit.Offenders `json:"offenders"`
+	}
+)
+
+// maxBatch bounds one events message; the rest waits for the next batch.
+const maxBatch = 500
+
+func (d *Dashboard) offenders() map[string]audit.Offenders {
+	return map[string]audit.Offenders{
+		"1m":  d.o.Audit.TopOffenders(time.Minute, 10),
+		"5m":  d.o.Audit.TopOffenders(5*time.Minute, 10),
+		"15m": d.o.Audit.TopOffenders(15*time.Minute, 10),
+	}
+}
+
+// serveWS streams telemetry and audit events to one dashboard. The handler's goroutine is the only writer;
+// coder/websocket's CloseRead reader ends ctx when the peer closes or the connection breaks, and a ping
+// every PingEvery (answered within WriteTimeout) catches peers that vanished without a FIN. A peer that
+// cannot keep up (a write exceeding WriteTimeout, or its feed overflowing) is disconnected; the producers
+// never wait for it.
+func (d *Dashboard) serveWS(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: d.o.OriginPatterns})
+	if err != nil {
+		return // Accept wrote the error response (e.g. 403 for a foreign Origin)
+	}
+	defer c.CloseNow()
+	d.sessions.Add(1)
+	defer d.sessions.Add(-1)
+	c.SetReadLimit(1024) // clients send nothing but control frames
+	ctx := c.CloseRead(r.Context())
+
+	snaps, stopSnaps := d.o.Telemetry.Subscribe()
+	defer stopSnaps()
+	events, stopEvents := d.o.Audit.Subscribe(1024)
+	defer stopEvents()
+
+	write := func(v any) bool {
+		wctx, cancel := context.WithTimeout(ctx, d.o.WriteTimeout)
+		defer cancel()
+		return wsjson.Write(wctx, c, v) == nil
+	}
+	hello := helloMsg{Type: "hello", Replica: d.o.Audit.Replica(), Snapshot: d.o.Telemetry.Latest(),
+		History: d.o.Telemetry.History(), Events: d.o.Audit.Recent(d.o.RecentEvents),
+		Limits: limitsView(d.o.Limits.Limits()), Offenders: d.offenders(), DroppedEvents: d.o.Audit.Dropped()}
+	if hello.History == nil {
+		hello.History = []metrics.Snapshot{}
+	}
+	if hello.Events == nil {
+		hello.Events = []audit.Event{}
+	}
+	if !write(hello) {
+		return
+	}
+
+	offTick := time.NewTicker(d.o.OffendersEvery)
+	defer offTick.Stop()
+	pingTick := time.NewTicker(d.o.PingEvery)
+	defer pingTick.Stop()
+	flush := time.NewTimer(time.Hour)
+	flush.Stop()
+	defer flush.Stop()
+	var batch []audit.Event
+	armed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s, ok := <-snaps:
+			if !ok {
+				c.Close(websocket.StatusTryAgainLater, "too slow for the telemetry feed")
+				return
+			}
+			if !write(snapshotMsg{Type: "snapshot", Snapshot: s}) {
+				return
+			}
+		case e, ok := <-events:
+			if !ok {
+				c.Close(websocket.StatusTryAgainLater, "too slow for the audit feed")
+				return
+			}
+			batch = append(batch, e)
+			if !armed {
+				flush.Reset(d.o.EventBatch)
+				armed = true
+			}
+		case <-flush.C:
+			armed = false
+			for len(batch) > 0 {
+				n := min(len(batch), maxBatch)
+				if !write(eventsMsg{Type: "events", Events: batch[:n], DroppedEvents: d.o.Audit.Dropped()}) {
+					return
+				}
+				batch = batch[n:]
+			}
+			batch = nil
+		case <-offTick.C:
+			if !write(offendersMsg{Type: "offenders", Offenders: d.offenders()}) {
+				return
+			}
+		case <-pingTick.C:
+			pctx, cancel := context.WithTimeout(ctx, d.o.WriteTimeout)
+			err := c.Ping(pctx)
+			cancel()
+			if err != nil {
+				return
+			}
+		}
+	}
+}
