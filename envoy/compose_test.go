@@ -33,6 +33,7 @@ const (
 type composeFile struct {
 	Name     string                     `yaml:"name"`
 	Services map[string]*composeService `yaml:"services"`
+	Volumes  map[string]struct{}        `yaml:"volumes"`
 }
 
 type composeService struct {
@@ -211,7 +212,7 @@ func checkDeployment(files map[string]string, root string, limits limitDomains) 
 		return fmt.Errorf("%s: %w", filePrometheus, err)
 	}
 	svc := compose.Services
-	for _, name := range []string{"envoy", "floodgate", "redis", "upstream", "prometheus"} {
+	for _, name := range []string{"envoy", "floodgate", "redis", "upstream", "prometheus", "postgres", "grafana"} {
 		if svc[name] == nil {
 			fail("%s: service %q is missing", fileCompose, name)
 		}
@@ -225,6 +226,9 @@ func checkDeployment(files map[string]string, root string, limits limitDomains) 
 	for _, name := range sortedKeys(svc) {
 		for target, src := range svc[name].mounts() {
 			if !strings.HasPrefix(src, ".") {
+				if _, ok := compose.Volumes[src]; !ok {
+					fail("%s: service %s mounts the volume %q, which is not declared under volumes", fileCompose, name, src)
+				}
 				continue // a named volume
 			}
 			if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(src))); err != nil {
