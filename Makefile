@@ -6,7 +6,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin
 PKGS := ./...
 FUZZTIME ?= 30s
 
-.PHONY: help build run test unit lint bench fuzz loadtest tools ui clean
+.PHONY: help build run test unit lint bench fuzz loadtest overhead tools ui clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 loadtest: build ## load harness: do-nothing gRPC server vs Floodgate (memory, Redis) under the same load
 	./scripts/with-services.sh ./bin/floodgate-load
+
+overhead: ## measure the audit trail's and 100 dashboards' cost on the decision path (minutes)
+	FLOODGATE_OVERHEAD=1 ./scripts/with-services.sh $(GO) test -count=1 -timeout 15m -run 'Overhead|PipelineThroughput' -v ./cmd/floodgate
 
 ui: ## rebuild the dashboard's CSS (Tailwind, offline) and vendored uPlot; commit the results
 	cd dashboard/web && npm ci --no-audit --no-fund && npm run build:css && npm run vendor
