@@ -2,10 +2,12 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,7 +66,13 @@ type Dashboard struct {
 	o        Options
 	sessions atomic.Int64
 	mux      *http.ServeMux
+
+	mu    sync.Mutex
+	peers map[chan []byte]struct{} // one per session: the encoded messages Run fans out
 }
+
+// peerBuffer bounds the messages waiting for one session; a session that falls further behind is dropped.
+const peerBuffer = 64
 
 // New returns the dashboard; mount Handler on the HTTP server.
 func New(o Options) (*Dashboard, error) {
@@ -89,7 +97,7 @@ func New(o Options) (*Dashboard, error) {
 	if o.RecentEvents <= 0 {
 		o.RecentEvents = 500
 	}
-	d := &Dashboard{o: o, mux: http.NewServeMux()}
+	d := &Dashboard{o: o, mux: http.NewServeMux(), peers: map[chan []byte]struct{}{}}
 	if o.Registry != nil {
 		if err := o.Registry.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floodgate_dashboard_sessions",
@@ -162,11 +170,98 @@ func (d *Dashboard) offenders() map[string]audit.Offenders {
 	}
 }
 
-// serveWS streams telemetry and audit events to one dashboard. The handler's goroutine is the only writer;
-// coder/websocket's CloseRead reader ends ctx when the peer closes or the connection breaks, and a ping
-// every PingEvery (answered within WriteTimeout) catches peers that vanished without a FIN. A peer that
-// cannot keep up (a write exceeding WriteTimeout, or its feed overflowing) is disconnected; the producers
-// never wait for it.
+// Run feeds every session until ctx ends: it subscribes once to the telemetry and the audit trail, encodes
+// each snapshot, events batch (every EventBatch) and offenders update (every OffendersEvery) once, and hands
+// the same bytes to every session without waiting: a session whose buffer is full is dropped.
+func (d *Dashboard) Run(ctx context.Context) {
+	snaps, stopSnaps := d.o.Telemetry.Subscribe()
+	defer stopSnaps()
+	events, stopEvents := d.o.Audit.Subscribe(8192)
+	defer stopEvents()
+	offTick := time.NewTicker(d.o.OffendersEvery)
+	defer offTick.Stop()
+	flush := time.NewTicker(d.o.EventBatch)
+	defer flush.Stop()
+	var batch []audit.Event
+	for {
+		select {
+		case <-ctx.Done():
+			d.mu.Lock()
+			for ch := range d.peers {
+				delete(d.peers, ch)
+				close(ch)
+			}
+			d.mu.Unlock()
+			return
+		case sn, ok := <-snaps:
+			if !ok {
+				snaps, stopSnaps = d.o.Telemetry.Subscribe() // dropped as too slow: subscribe again
+				continue
+			}
+			d.broadcast(snapshotMsg{Type: "snapshot", Snapshot: sn})
+		case e, ok := <-events:
+			if !ok {
+				events, stopEvents = d.o.Audit.Subscribe(8192)
+				continue
+			}
+			batch = append(batch, e)
+		case <-flush.C:
+			for len(batch) > 0 {
+				n := min(len(batch), maxBatch)
+				d.broadcast(eventsMsg{Type: "events", Events: batch[:n], DroppedEvents: d.o.Audit.Dropped()})
+				batch = batch[n:]
+			}
+			batch = nil
+		case <-offTick.C:
+			d.broadcast(offendersMsg{Type: "offenders", Offenders: d.offenders()})
+		}
+	}
+}
+
+// broadcast encodes v once and queues it for every session.
+func (d *Dashboard) broadcast(v any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.peers) == 0 {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		d.o.Logger.Error("encode dashboard message", "err", err)
+		return
+	}
+	for ch := range d.peers {
+		select {
+		case ch <- b:
+		default: // too slow: its session ends when it sees the channel closed
+			delete(d.peers, ch)
+			close(ch)
+		}
+	}
+}
+
+func (d *Dashboard) join() chan []byte {
+	ch := make(chan []byte, peerBuffer)
+	d.mu.Lock()
+	d.peers[ch] = struct{}{}
+	d.mu.Unlock()
+	return ch
+}
+
+func (d *Dashboard) leave(ch chan []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.peers[ch]; ok {
+		delete(d.peers, ch)
+		close(ch)
+	}
+}
+
+// serveWS streams telemetry and audit events to one dashboard: its own hello, then the messages Run encodes
+// once for every session. The handler's goroutine is the only writer; coder/websocket's CloseRead reader ends
+// ctx when the peer closes or the connection breaks, and a ping every PingEvery (answered within
+// WriteTimeout) catches peers that vanished without a FIN. A peer that cannot keep up (a write exceeding
+// WriteTimeout, or its buffer of peerBuffer messages full) is disconnected; Run never waits for it.
 func (d *Dashboard) serveWS(w http.ResponseWriter, r *http.Request) {
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: d.o.OriginPatterns})
 	if err != nil {
@@ -177,11 +272,8 @@ func (d *Dashboard) serveWS(w http.ResponseWriter, r *http.Request) {
 	defer d.sessions.Add(-1)
 	c.SetReadLimit(1024) // clients send nothing but control frames
 	ctx := c.CloseRead(r.Context())
-
-	snaps, stopSnaps := d.o.Telemetry.Subscribe()
-	defer stopSnaps()
-	events, stopEvents := d.o.Audit.Subscribe(1024)
-	defer stopEvents()
+	feed := d.join() // before the hello, so nothing between the two is missed
+	defer d.leave(feed)
 
 	write := func(v any) bool {
 		wctx, cancel := context.WithTimeout(ctx, d.o.WriteTimeout)
@@ -201,49 +293,21 @@ func (d *Dashboard) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	offTick := time.NewTicker(d.o.OffendersEvery)
-	defer offTick.Stop()
 	pingTick := time.NewTicker(d.o.PingEvery)
 	defer pingTick.Stop()
-	flush := time.NewTimer(time.Hour)
-	flush.Stop()
-	defer flush.Stop()
-	var batch []audit.Event
-	armed := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case s, ok := <-snaps:
+		case b, ok := <-feed:
 			if !ok {
-				c.Close(websocket.StatusTryAgainLater, "too slow for the telemetry feed")
+				c.Close(websocket.StatusTryAgainLater, "too slow for the live feed")
 				return
 			}
-			if !write(snapshotMsg{Type: "snapshot", Snapshot: s}) {
-				return
-			}
-		case e, ok := <-events:
-			if !ok {
-				c.Close(websocket.StatusTryAgainLater, "too slow for the audit feed")
-				return
-			}
-			batch = append(batch, e)
-			if !armed {
-				flush.Reset(d.o.EventBatch)
-				armed = true
-			}
-		case <-flush.C:
-			armed = false
-			for len(batch) > 0 {
-				n := min(len(batch), maxBatch)
-				if !write(eventsMsg{Type: "events", Events: batch[:n], DroppedEvents: d.o.Audit.Dropped()}) {
-					return
-				}
-				batch = batch[n:]
-			}
-			batch = nil
-		case <-offTick.C:
-			if !write(offendersMsg{Type: "offenders", Offenders: d.offenders()}) {
+			wctx, cancel := context.WithTimeout(ctx, d.o.WriteTimeout)
+			err := c.Write(wctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
 				return
 			}
 		case <-pingTick.C:

@@ -5,8 +5,9 @@
 // sampler's history (15 minutes), the recent audit events, the limits in force and the top offenders — then
 // sends "snapshot" every second, "events" batched at most every 250 ms, and "offenders" every 5 s.
 //
-// Invariants: each connection is served by its HTTP handler goroutine alone (plus the library's reader that
-// ends with the connection); its subscriptions are bounded and the producers never wait for it: a client
-// that falls behind is disconnected. A peer that vanishes without closing is found by a ping every 15 s.
+// Invariants: Run subscribes once to the telemetry and the audit trail and encodes each message once, whatever
+// the number of dashboards; each connection is served by its HTTP handler goroutine alone (plus the library's
+// reader that ends with the connection) from a bounded buffer that Run never waits on: a client that falls
+// behind is disconnected. A peer that vanishes without closing is found by a ping every 15 s.
 // /ws accepts only the page's own Origin (plus configured patterns). Nothing of the UI comes from a CDN.
 package dashboard

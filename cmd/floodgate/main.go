@@ -227,6 +227,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		sampler.Run(gctx)
 		return nil
 	})
+	// Ends when gctx is done.
+	g.Go(func() error {
+		dash.Run(gctx)
+		return nil
+	})
 	// Ends when gctx is done, after flushing the queued events to their sinks.
 	g.Go(func() error {
 		if err := recorder.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
