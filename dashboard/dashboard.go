@@ -175,9 +175,8 @@ func (d *Dashboard) offenders() map[string]audit.Offenders {
 // the same bytes to every session without waiting: a session whose buffer is full is dropped.
 func (d *Dashboard) Run(ctx context.Context) {
 	snaps, stopSnaps := d.o.Telemetry.Subscribe()
-	defer stopSnaps()
 	events, stopEvents := d.o.Audit.Subscribe(8192)
-	defer stopEvents()
+	defer func() { stopSnaps(); stopEvents() }() // the latest subscriptions (they are renewed when dropped)
 	offTick := time.NewTicker(d.o.OffendersEvery)
 	defer offTick.Stop()
 	flush := time.NewTicker(d.o.EventBatch)
