@@ -102,7 +102,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	auditOpts := audit.Options{Replica: replica, Registerer: reg, Logger: logger,
 		ConfigVersion: func() uint64 { return current.Load().Info().Version }}
 	if rdb != nil {
-		auditOpts.Redis, auditOpts.StreamPrefix = rdb, cfg.RedisPrefix
+		// Its own small pool: the stream reader's blocking XREAD must not hold, or time out, connections
+		// of the decision path (measured: sharing the pool cost ~15 % throughput and store timeouts).
+		aopts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		aopts.PoolSize, aopts.ReadTimeout, aopts.ContextTimeoutEnabled = 4, 3*time.Second, true
+		auditClient := redis.NewClient(aopts)
+		defer auditClient.Close()
+		auditOpts.Redis, auditOpts.StreamPrefix = auditClient, cfg.RedisPrefix
 	}
 	if cfg.DatabaseURL != "" {
 		pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
