@@ -319,39 +319,45 @@ func TestSessionsLeaveNothingBehind(t *testing.T) {
 	if raceEnabled {
 		n = 150 // the race detector makes 1,000 sessions take minutes; `make test` also runs this without -race
 	}
-	var readers sync.WaitGroup
-	conns := make([]*websocket.Conn, n)
-	raws := make([]net.Conn, n)
-	var dialers sync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for i := range conns {
-		dialers.Add(1)
-		sem <- struct{}{}
-		// Ends after one dial.
-		go func() {
-			defer func() { <-sem; dialers.Done() }()
-			conns[i], raws[i] = dialReader(t, r.url, &readers)
-		}()
-	}
-	dialers.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	waitFor(t, "all sessions", func() bool { return r.d.Sessions() == n })
-	for i := range conns {
-		if i%2 == 0 {
-			_ = conns[i].Close(websocket.StatusNormalClosure, "bye")
-		} else {
-			_ = raws[i].Close() // no close frame
+	// One cycle: n dashboards connect, then half close cleanly and half drop the TCP connection.
+	cycle := func() {
+		var readers sync.WaitGroup
+		conns := make([]*websocket.Conn, n)
+		raws := make([]net.Conn, n)
+		var dialers sync.WaitGroup
+		sem := make(chan struct{}, 16)
+		for i := range conns {
+			dialers.Add(1)
+			sem <- struct{}{}
+			// Ends after one dial.
+			go func() {
+				defer func() { <-sem; dialers.Done() }()
+				conns[i], raws[i] = dialReader(t, r.url, &readers)
+			}()
 		}
+		dialers.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		waitFor(t, "all sessions", func() bool { return r.d.Sessions() == n })
+		for i := range conns {
+			if i%2 == 0 {
+				_ = conns[i].Close(websocket.StatusNormalClosure, "bye")
+			} else {
+				_ = raws[i].Close() // no close frame
+			}
+		}
+		waitFor(t, "no sessions", func() bool { return r.d.Sessions() == 0 && r.d.peerCount() == 0 })
+		readers.Wait()
+		r.srv.CloseClientConnections()
+		waitFor(t, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= baseline+10 })
 	}
-	waitFor(t, "no sessions", func() bool { return r.d.Sessions() == 0 && r.d.peerCount() == 0 })
+	cycle()
+	cycle() // a second round: nothing of the first is left to collide with or accumulate
 	close(stop)
 	wg.Wait()
-	readers.Wait()
-	r.srv.CloseClientConnections()
-	waitFor(t, "goroutines back to baseline", func() bool { return runtime.NumGoroutine() <= baseline+10 })
 }
+
 
 // dialReader opens /ws like a live dashboard that reads the feed (and so answers pings) in a goroutine
 // counted by readers; it returns the connection and the TCP connection under it.
