@@ -358,7 +358,6 @@ func TestSessionsLeaveNothingBehind(t *testing.T) {
 	wg.Wait()
 }
 
-
 // dialReader opens /ws like a live dashboard that reads the feed (and so answers pings) in a goroutine
 // counted by readers; it returns the connection and the TCP connection under it.
 func dialReader(t *testing.T, url string, readers *sync.WaitGroup) (*websocket.Conn, net.Conn) {
