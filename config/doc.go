@@ -80,7 +80,8 @@
 // document; descriptors nest at most 32 levels; a file expands to at most 200,000 YAML nodes (aliases
 // counted at each use), so an alias bomb is an error rather than a hang.
 //
-// Info.Version is an FNV-64a hash of the file names and contents: equal inputs give equal versions.
+// Info.Digest is a SHA-256 of the file names and contents (equal inputs give equal digests); Info.Version
+// is the number of the stored Revision the snapshot runs (see Store).
 //
 // # Invariants
 //

@@ -108,8 +108,8 @@ func TestLoadConfigMapLayout(t *testing.T) {
 	if got := limitOf(t, s2, "api", entries("path", "/productpage")); got != 1 {
 		t.Errorf("after swap: got limit %d, want 1", got)
 	}
-	if s.Info().Version == s2.Info().Version {
-		t.Errorf("got equal versions %d for different contents, want different", s.Info().Version)
+	if s.Info().Digest == s2.Info().Digest {
+		t.Errorf("got equal digests %s for different contents, want different", s.Info().Digest)
 	}
 }
 
@@ -135,8 +135,8 @@ func TestLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if again.Info().Version != s.Info().Version {
-			t.Errorf("got versions %d and %d for the same file, want equal", s.Info().Version, again.Info().Version)
+		if again.Info().Digest != s.Info().Digest {
+			t.Errorf("got digests %s and %s for the same file, want equal", s.Info().Digest, again.Info().Digest)
 		}
 		if since := time.Since(s.Info().LoadedAt); since < 0 || since > time.Minute {
 			t.Errorf("got LoadedAt %s ago, want just now", since)

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ type Snapshot struct {
 	info    Info
 	domains map[string]*domain
 	names   []string // sorted domain names
+	files   []File   // the sources, as given
 }
 
 // File is one limits document to compile: Name is used in error messages (a path, or "api").
@@ -35,14 +35,9 @@ func Parse(name string, data []byte) (*Snapshot, error) {
 // ParseFiles compiles several documents, one domain each, into one Snapshot. Every error of every file is
 // reported (as Errors); a domain defined twice is an error. Nothing is returned unless all files are valid.
 func ParseFiles(files ...File) (*Snapshot, error) {
-	s := &Snapshot{domains: make(map[string]*domain, len(files))}
+	s := &Snapshot{domains: make(map[string]*domain, len(files)), files: slices.Clone(files)}
 	var errs Errors
-	h := fnv.New64a()
 	for _, f := range files {
-		h.Write([]byte(f.Name))
-		h.Write([]byte{0})
-		h.Write(f.Data)
-		h.Write([]byte{0})
 		s.info.Sources = append(s.info.Sources, f.Name)
 		d, ferrs := parseFile(f.Name, f.Data)
 		if ferrs != nil {
@@ -62,7 +57,7 @@ func ParseFiles(files ...File) (*Snapshot, error) {
 		return nil, errs
 	}
 	slices.Sort(s.names)
-	s.info.Version = h.Sum64()
+	s.info.Digest = DigestFiles(files)
 	s.info.LoadedAt = time.Now()
 	return s, nil
 }
@@ -200,6 +195,21 @@ func (s *Snapshot) HasDomain(domain string) bool {
 	return s != nil && s.domains[domain] != nil
 }
 
-// Info describes the snapshot. Version is a hash of the source names and contents (equal inputs give
-// equal versions); LoadedAt is when it was compiled.
+// Info describes the snapshot: Digest identifies the contents (equal inputs give equal digests), Version
+// the stored revision it was built from (0 until WithRevision), LoadedAt when it was compiled.
 func (s *Snapshot) Info() Info { return s.info }
+
+// Files returns the documents the snapshot was compiled from, in the order given. Shared: do not modify.
+func (s *Snapshot) Files() []File {
+	if s == nil {
+		return nil
+	}
+	return s.files
+}
+
+// WithRevision returns a copy of s labelled with rev's version, author, source and creation time.
+func (s *Snapshot) WithRevision(rev Revision) *Snapshot {
+	c := *s
+	c.info.Version, c.info.Author, c.info.Source, c.info.CreatedAt = rev.Version, rev.Author, rev.Source, rev.CreatedAt
+	return &c
+}

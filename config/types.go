@@ -93,7 +93,12 @@ type HTTPRule struct {
 
 // Info describes a loaded Snapshot for status pages and metrics.
 type Info struct {
-	Version  uint64
-	LoadedAt time.Time
-	Sources  []string // files (or "api") the snapshot was built from
+	Version  uint64    // revision number (see Revision); 0 for a snapshot not (yet) stored
+	Digest   string    // hex SHA-256 of the files (DigestFiles)
+	LoadedAt time.Time // when this process compiled it
+	Sources  []string  // file names the snapshot was built from
+	// Author, Source and CreatedAt come from the Revision (WithRevision).
+	Author    string
+	Source    string
+	CreatedAt time.Time
 }
