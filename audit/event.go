@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -13,7 +14,7 @@ import (
 // Event kinds.
 const (
 	KindDenial       = "denial"        // a 429 / OVER_LIMIT, or a shadow would-be denial (Shadow set)
-	KindConfigChange = "config_change" // reserved for configuration changes
+	KindConfigChange = "config_change" // a change of the limits (admin API, rollback, file reload)
 )
 
 // MaxValueBytes bounds every request-derived string of an Event (descriptor values, host, path).
@@ -57,6 +58,24 @@ type Event struct {
 	ConfigVersion uint64        `json:"config_version,string"` // a string: JavaScript numbers cannot hold every uint64
 	Shadow        bool          `json:"shadow"`                // a would-be denial that did not block
 	Degraded      bool          `json:"degraded"`              // decided while the store failed (the local fallback denied)
+
+	// Change is set for KindConfigChange events only.
+	Change *Change `json:"change,omitempty"`
+}
+
+// MaxDiffBytes bounds the JSON diff kept with a configuration change.
+const MaxDiffBytes = 64 << 10
+
+// Change describes one change of the limits: who, from where, which versions, what changed.
+type Change struct {
+	Actor         string `json:"actor"`            // the token subject ("anonymous" without auth, "file" for a file reload)
+	Remote        string `json:"remote,omitempty"` // client address of the API call
+	Action        string `json:"action"`           // "replace", "patch", "delete", "rollback", "file_reload"
+	VersionBefore uint64 `json:"version_before,string"`
+	VersionAfter  uint64 `json:"version_after,string"`
+	Summary       string `json:"summary"` // one line per changed rule, e.g. "api.user_vip: 10/minute → 20/minute"
+	// Diff is the structured diff (JSON array), cut to MaxDiffBytes (then replaced by a note saying so).
+	Diff json.RawMessage `json:"diff,omitempty"`
 }
 
 // Bound returns s made safe for the audit trail: invalid UTF-8 bytes are escaped as \xNN, and a result

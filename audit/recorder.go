@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -236,6 +237,32 @@ func (r *Recorder) Observe(o *extauthz.Observation) {
 		e.ConfigVersion = r.cfgVersion()
 	}
 	r.denials.Add(1)
+	select {
+	case r.queue <- e:
+		r.queued.Add(1)
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+// RecordChange queues a configuration change event (the audit trail keeps changes alongside denials). Like
+// Observe it never blocks; a full queue drops and counts it.
+func (r *Recorder) RecordChange(c Change) {
+	c.Actor, c.Remote, c.Action = Bound(c.Actor), Bound(c.Remote), Bound(c.Action)
+	if len(c.Summary) > MaxDiffBytes {
+		c.Summary = Bound(c.Summary[:MaxDiffBytes])
+	}
+	if len(c.Diff) > MaxDiffBytes {
+		c.Diff = json.RawMessage(`[{"note":"diff larger than the audit limit; see the limits history"}]`)
+	}
+	e := &Event{
+		Time:          r.now().UTC().Truncate(time.Microsecond),
+		Kind:          KindConfigChange,
+		Service:       "admin",
+		Replica:       r.replica,
+		ConfigVersion: c.VersionAfter,
+		Change:        &c,
+	}
 	select {
 	case r.queue <- e:
 		r.queued.Add(1)
