@@ -77,14 +77,16 @@ func (r *Recorder) Migrate(ctx context.Context) error {
 // insertSQL writes a batch as arrays in one statement; ON CONFLICT makes a retried batch harmless.
 const insertSQL = `INSERT INTO audit_events (id, time, kind, service, domain, rule, entries, client_ip, proxy_ip,
 	method, host, path, limit_name, limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica,
-	config_version, shadow, degraded)
+	config_version, shadow, degraded, change)
 SELECT id, time, kind, service, domain, rule, entries::jsonb, client_ip, proxy_ip, method, host, path, limit_name,
-	limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, config_version, shadow, degraded
+	limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, config_version, shadow, degraded,
+	NULLIF(change, '')::jsonb
 FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::int8[], $15::int8[], $16::text[], $17::int8[],
-	$18::int8[], $19::text[], $20::int8[], $21::bool[], $22::bool[])
+	$18::int8[], $19::text[], $20::int8[], $21::bool[], $22::bool[], $23::text[])
 	AS u(id, time, kind, service, domain, rule, entries, client_ip, proxy_ip, method, host, path, limit_name,
-	limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, config_version, shadow, degraded)
+	limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, config_version, shadow, degraded,
+	change)
 ON CONFLICT (id) DO NOTHING`
 
 // writePostgres inserts one batch, applying the migrations first if they have not been yet.
@@ -104,6 +106,7 @@ func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
 		requests, windows, remaining, retry, cfgV = make([]int64, n), make([]int64, n), make([]int64, n),
 			make([]int64, n), make([]int64, n)
 		shadow, degraded = make([]bool, n), make([]bool, n)
+		changes          = make([]string, n)
 	)
 	for i, e := range events {
 		ids[i], times[i], kinds[i], services[i], domains[i], rules[i] = e.ID, e.Time, e.Kind, e.Service, e.Domain, e.Rule
@@ -120,9 +123,16 @@ func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
 		names[i], requests[i], windows[i], algos[i] = e.Limit.Name, int64(e.Limit.Requests), e.Limit.Window.Milliseconds(), e.Limit.Algorithm
 		remaining[i], retry[i], replicas[i], cfgV[i] = int64(e.Remaining), e.RetryAfter.Milliseconds(), e.Replica, int64(e.ConfigVersion)
 		shadow[i], degraded[i] = e.Shadow, e.Degraded
+		if e.Change != nil {
+			b, err := json.Marshal(e.Change)
+			if err != nil {
+				return err
+			}
+			changes[i] = string(b)
+		}
 	}
 	_, err := r.db.Exec(ctx, insertSQL, ids, times, kinds, services, domains, rules, entries, clients, proxies,
-		methods, hosts, paths, names, requests, windows, algos, remaining, retry, replicas, cfgV, shadow, degraded)
+		methods, hosts, paths, names, requests, windows, algos, remaining, retry, replicas, cfgV, shadow, degraded, changes)
 	if err != nil {
 		return fmt.Errorf("audit insert %d events: %w", n, err)
 	}
@@ -134,6 +144,7 @@ type Filter struct {
 	Since, Until time.Time // Since inclusive, Until exclusive
 	Domain, Rule string
 	Client       string // client IP exactly as recorded
+	Kind         string // KindDenial or KindConfigChange
 	// Limit caps the rows (default 1000, at most 10,000).
 	Limit int
 }
@@ -170,6 +181,9 @@ func (r *Recorder) Query(ctx context.Context, f Filter) ([]Event, error) {
 	if f.Client != "" {
 		add("client_ip = ?", f.Client)
 	}
+	if f.Kind != "" {
+		add("kind = ?", f.Kind)
+	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultQueryLimit
@@ -177,7 +191,7 @@ func (r *Recorder) Query(ctx context.Context, f Filter) ([]Event, error) {
 	limit = min(limit, MaxQueryLimit)
 	sql := `SELECT id, time, kind, service, domain, rule, entries::text, client_ip, proxy_ip, method, host, path,
 		limit_name, limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, config_version,
-		shadow, degraded FROM audit_events`
+		shadow, degraded, coalesce(change::text, '') FROM audit_events`
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -188,11 +202,11 @@ func (r *Recorder) Query(ctx context.Context, f Filter) ([]Event, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Event, error) {
 		var e Event
-		var entries string
+		var entries, change string
 		var requests, window, remaining, retry, cfgV int64
 		err := row.Scan(&e.ID, &e.Time, &e.Kind, &e.Service, &e.Domain, &e.Rule, &entries, &e.ClientIP, &e.ProxyIP,
 			&e.Method, &e.Host, &e.Path, &e.Limit.Name, &requests, &window, &e.Limit.Algorithm, &remaining, &retry,
-			&e.Replica, &cfgV, &e.Shadow, &e.Degraded)
+			&e.Replica, &cfgV, &e.Shadow, &e.Degraded, &change)
 		if err != nil {
 			return e, err
 		}
@@ -201,6 +215,12 @@ func (r *Recorder) Query(ctx context.Context, f Filter) ([]Event, error) {
 		}
 		if len(e.Entries) == 0 {
 			e.Entries = nil
+		}
+		if change != "" {
+			e.Change = new(Change)
+			if err := json.Unmarshal([]byte(change), e.Change); err != nil {
+				return e, err
+			}
 		}
 		e.Time = e.Time.UTC()
 		e.Limit.Requests, e.Limit.Window = uint64(requests), time.Duration(window)*time.Millisecond

@@ -361,7 +361,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 func (r *Recorder) process(ids *idGen, e *Event) {
 	e.ID = ids.next(e.Time)
 	r.processed.Add(1)
-	if !e.Shadow { // counted before it is visible, so a reader of the feed sees it counted
+	if !e.Shadow && e.Kind == KindDenial { // counted before it is visible, so a reader of the feed sees it counted
 		r.top.add(e.Time, e.ClientIP, e.Rule)
 	}
 	r.hub.publish(e)
