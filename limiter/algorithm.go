@@ -8,7 +8,8 @@ import (
 // state is one counter's stored value. Units: microseconds of store time and request units.
 //   - FixedWindow: win = window index (floor(now/W)), a = count.
 //   - SlidingWindow: win = window index, a = current window's count, b = previous window's count.
-//   - TokenBucket: a = theoretical arrival time (TAT, µs since the epoch).
+//   - TokenBucket: a = theoretical arrival time (TAT, µs since the epoch), b = the emission interval (µs per
+//     unit) it was written with, so a changed limit converts the debt (0 in states written before b was kept).
 //
 // lua/decide.lua stores the same three numbers in a Redis hash (fields w, a, b).
 type state struct {
@@ -137,6 +138,12 @@ func evalBucket(now, limit, window, burst, c float64, st state, exists bool) (ou
 	tat := now
 	if exists && st.a > now {
 		tat = st.a
+		// The state records the emission interval it was written with (b); after a limit change the debt
+		// is converted at the new rate, so the tokens already taken carry over (a raise frees quota at once,
+		// a cut takes it away) instead of the time-denominated debt meaning more or fewer tokens.
+		if st.b > 0 && st.b != t {
+			tat = now + (tat-now)/st.b*t
+		}
 	}
 	remaining := func(at float64) float64 {
 		return math.Min(burst, math.Max(0, math.Floor((tau-(at-now)+eps)/t)))
@@ -144,12 +151,12 @@ func evalBucket(now, limit, window, burst, c float64, st state, exists bool) (ou
 	if c < 0 {
 		tat2 := math.Max(now, tat+c*t)
 		o := outcome{fits: true, remaining: remaining(tat2), reset: tat2 - now}
-		return o, write{next: state{a: tat2}, expireAt: tat2, del: tat2 <= now}
+		return o, write{next: state{a: tat2, b: t}, expireAt: tat2, del: tat2 <= now}
 	}
 	next := tat + c*t
 	if next-now <= tau+eps {
 		o := outcome{fits: true, remaining: remaining(next), reset: next - now}
-		return o, write{next: state{a: next}, expireAt: next, del: next <= now}
+		return o, write{next: state{a: next, b: t}, expireAt: next, del: next <= now}
 	}
 	return outcome{remaining: remaining(tat), reset: tat - now, retry: next - now - tau}, write{}
 }

@@ -40,13 +40,15 @@ func TestEvaluateEdges(t *testing.T) {
 		{"sliding cost above the limit never fits", t0, SlidingWindow, 3, 0, 4, state{}, false,
 			outcome{remaining: 3, reset: w, retry: 2 * w}, write{}},
 		{"bucket full", t0, TokenBucket, 5, 0, 1, state{}, false,
-			outcome{fits: true, remaining: 4, reset: 2_000_000}, write{next: state{a: t0 + 2_000_000}, expireAt: t0 + 2_000_000}},
+			outcome{fits: true, remaining: 4, reset: 2_000_000}, write{next: state{a: t0 + 2_000_000, b: 2_000_000}, expireAt: t0 + 2_000_000}},
 		{"bucket empty: retry one interval", t0, TokenBucket, 5, 0, 1, state{a: t0 + w}, true,
 			outcome{remaining: 0, reset: w, retry: 2_000_000}, write{}},
 		{"bucket burst 8 over rate 5", t0, TokenBucket, 5, 8, 8, state{}, false,
-			outcome{fits: true, remaining: 0, reset: 16_000_000}, write{next: state{a: t0 + 16_000_000}, expireAt: t0 + 16_000_000}},
+			outcome{fits: true, remaining: 0, reset: 16_000_000}, write{next: state{a: t0 + 16_000_000, b: 2_000_000}, expireAt: t0 + 16_000_000}},
 		{"bucket refund to full deletes", t0, TokenBucket, 5, 0, -3, state{a: t0 + 2_000_000}, true,
-			outcome{fits: true, remaining: 5, reset: 0}, write{next: state{a: t0}, expireAt: t0, del: true}},
+			outcome{fits: true, remaining: 5, reset: 0}, write{next: state{a: t0, b: 2_000_000}, expireAt: t0, del: true}},
+		{"bucket rate raised: debt converted", t0, TokenBucket, 10, 0, 1, state{a: t0 + 4_000_000, b: 2_000_000}, true,
+			outcome{fits: true, remaining: 7, reset: 3_000_000}, write{next: state{a: t0 + 3_000_000, b: 1_000_000}, expireAt: t0 + 3_000_000}},
 		{"bucket limit 0", t0, TokenBucket, 0, 0, 1, state{}, false, outcome{reset: w, retry: w}, write{}},
 	}
 	for _, tt := range tests {

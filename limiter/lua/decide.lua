@@ -7,7 +7,7 @@
 --            (1 fixed, 2 sliding, 3 token bucket), limit, window µs, burst, cost,
 --            mode (0 normal, 1 shadow: never blocks, 2 quota: blocks only when every quota hit is over)
 -- KEYS       the storage keys of every hit of every request, in order (a hash: w = window index,
---            a = count / current count / TAT, b = previous count)
+--            a = count / current count / TAT, b = previous count / emission interval µs)
 -- returns    per request: allowed (0|1), then per hit: fits (0|1), remaining, reset µs, retry µs
 --
 -- Time is Redis TIME. Phase 1 evaluates the hits in order on each key's tentative state (a key listed twice
@@ -76,7 +76,7 @@ local function sliding(limit, window, c, w, a, b, exists)
   return false, max(0, floor(limit - est)), sreset(e, window, curr), max(1, retry)
 end
 
-local function bucket(limit, window, burst, c, a, exists)
+local function bucket(limit, window, burst, c, a, b, exists)
   if limit == 0 then
     if c > 0 then return false, 0, window, window end
     return true, 0, 0, 0, 0, 0, 0, 0, true
@@ -86,24 +86,28 @@ local function bucket(limit, window, burst, c, a, exists)
   local tau = tt * burst
   local eps = min(1, tt / 2)
   local tat = now
-  if exists and a > now then tat = a end
+  if exists and a > now then
+    tat = a
+    -- b is the emission interval the state was written with: convert the debt after a limit change
+    if b > 0 and b ~= tt then tat = now + (tat - now) / b * tt end
+  end
   local function rem(at)
     return min(burst, max(0, floor((tau - (at - now) + eps) / tt)))
   end
   if c < 0 then
     local tat2 = max(now, tat + c * tt)
-    return true, rem(tat2), tat2 - now, 0, 0, tat2, 0, tat2, tat2 <= now
+    return true, rem(tat2), tat2 - now, 0, 0, tat2, tt, tat2, tat2 <= now
   end
   local nxt = tat + c * tt
   if nxt - now <= tau + eps then
-    return true, rem(nxt), nxt - now, 0, 0, nxt, 0, nxt, nxt <= now
+    return true, rem(nxt), nxt - now, 0, 0, nxt, tt, nxt, nxt <= now
   end
   return false, rem(tat), tat - now, nxt - now - tau
 end
 
 local function evaluate(alg, limit, window, burst, c, w, a, b, exists)
   if alg == 2 then return sliding(limit, window, c, w, a, b, exists) end
-  if alg == 3 then return bucket(limit, window, burst, c, a, exists) end
+  if alg == 3 then return bucket(limit, window, burst, c, a, b, exists) end
   return fixed(limit, window, c, w, a, exists)
 end
 
