@@ -41,3 +41,25 @@ func (r *Redis) Reset(ctx context.Context, hits []Hit) error {
 	}
 	return nil
 }
+
+// Reset implements Resetter: it forgets this process's remembered denials of the counters (whatever quota
+// they were remembered for) and resets the counters in the wrapped store, which must be a Resetter. Other
+// replicas' caches keep their entries until these expire (at most the RetryAfter they were answered with).
+func (c *OverLimitCache) Reset(ctx context.Context, hits []Hit) error {
+	r, ok := c.next.(Resetter)
+	if !ok {
+		return fmt.Errorf("reset: the store %T cannot reset counters", c.next)
+	}
+	for i := range hits {
+		k := newMemKey(&hits[i])
+		sh := c.shard(&hits[i])
+		sh.mu.Lock()
+		for ck := range sh.m {
+			if ck.memKey == k {
+				delete(sh.m, ck)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return r.Reset(ctx, hits)
+}
