@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,12 @@ type Metrics struct {
 	pingTime       prometheus.Histogram
 	configVersion  prometheus.Gauge
 	configLoadedAt prometheus.Gauge
+	configLag      prometheus.Gauge
+	configLagHist  prometheus.Histogram
+	configReloads  prometheus.Counter
+	configErrors   prometheus.Counter
+	configOK       prometheus.Gauge
+	applied        atomic.Bool
 	reg            prometheus.Registerer
 }
 
@@ -87,9 +94,31 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "floodgate_config_loaded_timestamp_seconds",
 			Help: "Unix time at which the limits in force were loaded.",
 		}),
+		configLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "floodgate_config_propagation_lag_seconds",
+			Help: "For the limits in force: seconds between the version being stored and this replica enforcing it (host clocks included).",
+		}),
+		configLagHist: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "floodgate_config_propagation_seconds",
+			Help:    "Seconds between a limits version being stored and this replica enforcing it, per applied version.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		configReloads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floodgate_config_reloads_total",
+			Help: "Limits versions applied after the first one (API changes, rollbacks, file reloads).",
+		}),
+		configErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floodgate_config_load_errors_total",
+			Help: "Limits documents rejected (an invalid file or stored version); the running version kept serving.",
+		}),
+		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "floodgate_config_last_load_success",
+			Help: "1 when the last limits load succeeded, 0 when it was rejected (the previous version still serves).",
+		}),
 	}
 	reg.MustRegister(m.decisions, m.ruleDecisions, m.degraded, m.decisionTime, m.storeTime, m.storeErrors,
-		m.storeUp, m.pingTime, m.configVersion, m.configLoadedAt)
+		m.storeUp, m.pingTime, m.configVersion, m.configLoadedAt, m.configLag, m.configLagHist, m.configReloads,
+		m.configErrors, m.configOK)
 	return m
 }
 
@@ -106,6 +135,24 @@ func (m *Metrics) TrackEntries(store string, length func() int) {
 func (m *Metrics) SetConfig(info config.Info) {
 	m.configVersion.Set(float64(info.Version))
 	m.configLoadedAt.Set(float64(info.LoadedAt.UnixNano()) / 1e9)
+	m.configOK.Set(1)
+}
+
+// Applied records a limits version this replica now enforces (config.RuntimeObserver); lag is the time
+// since the version was stored. The first call is the start-up load, not a reload.
+func (m *Metrics) Applied(info config.Info, lag time.Duration) {
+	if m.applied.Swap(true) {
+		m.configReloads.Inc()
+	}
+	m.SetConfig(info)
+	m.configLag.Set(lag.Seconds())
+	m.configLagHist.Observe(lag.Seconds())
+}
+
+// LoadFailed records a rejected limits document (config.RuntimeObserver).
+func (m *Metrics) LoadFailed(error) {
+	m.configErrors.Inc()
+	m.configOK.Set(0)
 }
 
 // ObservePing records one store health ping.

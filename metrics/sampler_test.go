@@ -278,13 +278,15 @@ func TestSubscribeSlowDropped(t *testing.T) {
 
 	began := time.Now()
 	received := 0
+	maxAllowed := 0.0 // the busiest second seen: on a loaded machine one tick may see no observer run
 	deadline := time.After(10 * time.Second)
 	for received < 20 {
 		select {
-		case _, ok := <-fast:
+		case snap, ok := <-fast:
 			if !ok {
 				t.Fatalf("fast subscriber closed after %d snapshots", received)
 			}
+			maxAllowed = max(maxAllowed, snap.Decisions.Allowed)
 			received++
 		case <-deadline:
 			t.Fatalf("fast subscriber got %d snapshots in 10 s, want 20", received)
@@ -301,8 +303,8 @@ func TestSubscribeSlowDropped(t *testing.T) {
 	if got := s.DroppedSubscribers(); got != 1 {
 		t.Errorf("dropped subscribers: got %d, want 1", got)
 	}
-	if got := s.Latest().Decisions.Allowed; got <= 0 {
-		t.Errorf("allowed/s under load: got %v, want > 0", got)
+	if maxAllowed <= 0 {
+		t.Errorf("allowed/s under load: got at most %v in 20 snapshots, want > 0", maxAllowed)
 	}
 	close(stop)
 	wg.Wait()
