@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +40,32 @@ type Config struct {
 	LogFormat        string
 	DrainTimeout     time.Duration
 	ShutdownTimeout  time.Duration
+
+	// Runtime limits and the admin API.
+	ConfigSource string // "file" or "api"; default file with --config, api without
+	ConfigPoll   time.Duration
+	AdminRate    float64 // admin API requests per second per caller
+	AdminBurst   uint64
+
+	// Authentication of the admin API, the dashboard and its WebSocket.
+	AuthHS256Secret string
+	AuthJWKSURL     string
+	AuthOIDCIssuer  string
+	AuthIssuer      string
+	AuthAudience    []string
+	AuthAlgorithms  []string
+	AuthRoleClaim   string
+	AuthAdminRoles  []string
+	AuthViewerRoles []string
+	AuthLeeway      time.Duration
+	OIDCClientID    string
+	OIDCScope       string
+	InsecureNoAuth  bool
+}
+
+// authConfigured reports whether a token verifier was configured.
+func (c Config) authConfigured() bool {
+	return c.AuthHS256Secret != "" || c.AuthJWKSURL != "" || c.AuthOIDCIssuer != ""
 }
 
 // envPrefix is prepended to a flag's upper-cased, underscored name to find its environment variable:
@@ -65,6 +93,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		})
 	}
 	var trusted, logLevel, origins string
+	var audience, algorithms, adminRoles, viewerRoles, secretFile string
 	fs.StringVar(&c.ConfigPath, "config", "", "limits YAML file or directory; empty serves the bundled examples")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "redis:// or rediss:// URL of the shared store; empty uses the in-memory store")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", "fg:", "prefix of every Redis key Floodgate writes")
@@ -89,6 +118,24 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 2*time.Second, "on shutdown, time between reporting NOT_SERVING and stopping the servers")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on shutdown, how long in-flight calls may take to finish")
+	fs.StringVar(&c.ConfigSource, "config-source", "", "where the limits live: file (--config is the truth, reloaded on change; the admin API is read-only) or api (the store is the truth: Redis with --redis-url, else this process; --config only seeds an empty store). Default: file with --config, api without")
+	fs.DurationVar(&c.ConfigPoll, "config-poll", time.Second, "with --config-source=file, how often the files are checked for changes")
+	fs.Float64Var(&c.AdminRate, "admin-rate", 20, "admin API requests per second allowed per caller (token bucket, shared by the fleet with Redis)")
+	fs.Uint64Var(&c.AdminBurst, "admin-burst", 40, "admin API burst per caller")
+	fs.StringVar(&c.AuthHS256Secret, "auth-hs256-secret", "", "shared secret (at least 32 bytes) verifying HS256 bearer tokens")
+	fs.StringVar(&secretFile, "auth-hs256-secret-file", "", "file holding the HS256 secret (trailing newline ignored)")
+	fs.StringVar(&c.AuthJWKSURL, "auth-jwks-url", "", "JWKS URL of the RS256/ES256 keys verifying bearer tokens")
+	fs.StringVar(&c.AuthOIDCIssuer, "auth-oidc-issuer", "", "OIDC issuer URL: keys from its discovery document; the dashboard signs in with authorization code + PKCE")
+	fs.StringVar(&c.AuthIssuer, "auth-issuer", "", "required iss claim (default: the OIDC issuer)")
+	fs.StringVar(&audience, "auth-audience", "", "comma-separated accepted aud values (required with JWKS/OIDC)")
+	fs.StringVar(&algorithms, "auth-algorithms", "", "comma-separated allowed JWT algorithms (default HS256 with a secret, RS256,ES256 with JWKS/OIDC)")
+	fs.StringVar(&c.AuthRoleClaim, "auth-role-claim", "roles", "claim holding the roles (string or array; a dotted path such as realm_access.roles reaches nested claims)")
+	fs.StringVar(&adminRoles, "auth-admin-roles", "admin,floodgate:admin,floodgate-admin", "comma-separated role values granting admin")
+	fs.StringVar(&viewerRoles, "auth-viewer-roles", "viewer,floodgate:viewer,floodgate-viewer", "comma-separated role values granting viewer")
+	fs.DurationVar(&c.AuthLeeway, "auth-leeway", 30*time.Second, "clock leeway for exp/nbf/iat")
+	fs.StringVar(&c.OIDCClientID, "oidc-client-id", "", "OAuth2 client id the dashboard uses with --auth-oidc-issuer (public client, PKCE)")
+	fs.StringVar(&c.OIDCScope, "oidc-scope", "openid profile", "scopes the dashboard asks for")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the admin API and dashboard without authentication on a non-loopback --http-addr (everyone is admin)")
 
 	// Environment first, so explicit flags override it.
 	var envErr error
@@ -114,6 +161,24 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	for _, s := range strings.Split(origins, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			c.DashboardOrigins = append(c.DashboardOrigins, s)
+		}
+	}
+	c.AuthAudience, c.AuthAlgorithms = splitList(audience), splitList(algorithms)
+	c.AuthAdminRoles, c.AuthViewerRoles = splitList(adminRoles), splitList(viewerRoles)
+	if secretFile != "" {
+		if c.AuthHS256Secret != "" {
+			return c, errors.New("--auth-hs256-secret and --auth-hs256-secret-file are exclusive")
+		}
+		b, err := os.ReadFile(secretFile)
+		if err != nil {
+			return c, fmt.Errorf("--auth-hs256-secret-file: %w", err)
+		}
+		c.AuthHS256Secret = strings.TrimRight(string(b), "\r\n")
+	}
+	if c.ConfigSource == "" {
+		c.ConfigSource = "api"
+		if c.ConfigPath != "" {
+			c.ConfigSource = "file"
 		}
 	}
 	for _, s := range strings.Split(trusted, ",") {
@@ -167,5 +232,59 @@ func (c Config) validate() error {
 	if c.GRPCAddr == "" || c.HTTPAddr == "" {
 		errs = append(errs, errors.New("--grpc-addr and --http-addr must not be empty"))
 	}
+	switch c.ConfigSource {
+	case "api":
+	case "file":
+		if c.ConfigPath == "" {
+			errs = append(errs, errors.New("--config-source=file needs --config"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--config-source: %q is not file or api", c.ConfigSource))
+	}
+	if c.ConfigPoll < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--config-poll: %s is below 100ms", c.ConfigPoll))
+	}
+	if !(c.AdminRate > 0) || c.AdminBurst < 1 {
+		errs = append(errs, errors.New("--admin-rate must be positive and --admin-burst at least 1"))
+	}
+	n := 0
+	for _, v := range []string{c.AuthHS256Secret, c.AuthJWKSURL, c.AuthOIDCIssuer} {
+		if v != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		errs = append(errs, errors.New("--auth-hs256-secret, --auth-jwks-url and --auth-oidc-issuer are exclusive: configure one"))
+	}
+	if c.OIDCClientID != "" && c.AuthOIDCIssuer == "" {
+		errs = append(errs, errors.New("--oidc-client-id needs --auth-oidc-issuer"))
+	}
+	if !c.authConfigured() && !c.InsecureNoAuth && !loopback(c.HTTPAddr) {
+		errs = append(errs, fmt.Errorf("--http-addr %s is reachable beyond this host and no authentication is configured: "+
+			"set --auth-hs256-secret, --auth-jwks-url or --auth-oidc-issuer, or pass --insecure-no-auth to serve the admin API to anyone", c.HTTPAddr))
+	}
 	return errors.Join(errs...)
+}
+
+// loopback reports whether addr ("host:port") listens on a loopback address only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
