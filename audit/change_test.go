@@ -80,3 +80,47 @@ func TestConfigChangeEvents(t *testing.T) {
 		t.Errorf("got offender rules %+v, want only the denial's rule", top.Rules)
 	}
 }
+
+// Without a database, Search filters the in-memory ring, newest first.
+func TestSearchWithoutDatabase(t *testing.T) {
+	r, err := New(Options{Replica: "r1", Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	r.Observe(denial("192.0.2.1"))
+	r.RecordChange(Change{Actor: "bob", Action: "replace", VersionBefore: 1, VersionAfter: 2})
+	r.Observe(denial("192.0.2.2"))
+	eventually(t, 5*time.Second, "three events", func() bool { return len(r.Recent(10)) == 3 })
+	tests := []struct {
+		name string
+		give Filter
+		want []string // kinds/clients, newest first
+	}{
+		{"all", Filter{}, []string{"192.0.2.2", "bob", "192.0.2.1"}},
+		{"changes", Filter{Kind: KindConfigChange}, []string{"bob"}},
+		{"denials", Filter{Kind: KindDenial}, []string{"192.0.2.2", "192.0.2.1"}},
+		{"client", Filter{Client: "192.0.2.1"}, []string{"192.0.2.1"}},
+		{"limit", Filter{Limit: 1}, []string{"192.0.2.2"}},
+		{"future", Filter{Since: time.Now().Add(time.Hour)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := r.Search(context.Background(), tt.give)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range got {
+				if e.Change != nil {
+					names = append(names, e.Change.Actor)
+				} else {
+					names = append(names, e.ClientIP)
+				}
+			}
+			if diff := cmp.Diff(tt.want, names); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
