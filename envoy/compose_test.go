@@ -314,6 +314,18 @@ func checkDeployment(files map[string]string, root string, limits limitDomains) 
 		httpPort = p
 		if ip := net.ParseIP(h); h == "localhost" || (ip != nil && ip.IsLoopback()) {
 			fail("%s: floodgate --http-addr %s is loopback: Prometheus (another container) cannot scrape /metrics", fileCompose, fl["http-addr"])
+		} else {
+			// Beyond loopback Floodgate refuses to start without authentication (or --insecure-no-auth).
+			authed := fl["insecure-no-auth"] != ""
+			for _, name := range []string{"auth-hs256-secret", "auth-hs256-secret-file", "auth-jwks-url", "auth-oidc-issuer"} {
+				env := "FLOODGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+				if fl[name] != "" || fg.Environment[env] != "" {
+					authed = true
+				}
+			}
+			if !authed {
+				fail("%s: floodgate --http-addr %s is beyond loopback but no authentication is configured (it would refuse to start)", fileCompose, fl["http-addr"])
+			}
 		}
 	}
 	for _, p := range []uint32{grpcPort, httpPort} {
@@ -568,6 +580,12 @@ func TestDeploymentRejectsDisagreement(t *testing.T) {
 			file:    fileCompose,
 			give:    replace("  upstream:\n    # Echoes", "  echo:\n    # Echoes"),
 			wantErr: `service "upstream" is missing`,
+		},
+		{
+			name:    "floodgate beyond loopback without authentication",
+			file:    fileCompose,
+			give:    replace("FLOODGATE_AUTH_HS256_SECRET: ${", "FLOODGATE_SECRET_UNUSED: ${"),
+			wantErr: "no authentication is configured",
 		},
 		{
 			name:    "prometheus scrapes the wrong floodgate port",
