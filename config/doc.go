@@ -83,6 +83,58 @@
 // Info.Digest is a SHA-256 of the file names and contents (equal inputs give equal digests); Info.Version
 // is the number of the stored Revision the snapshot runs (see Store).
 //
+// # Versions, sources and propagation (Runtime, Store, Replicas)
+//
+// A Runtime holds the Snapshot this replica enforces (Runtime.Snapshot: one atomic load) and keeps it
+// current from one of two sources:
+//
+//   - api (--config-source=api, the default without --config): the Store is the truth. The admin API
+//     writes through Runtime.Update, which compiles the document first (invalid: Errors, nothing stored),
+//     stores it with a compare-and-set on the version (a stale version is ErrConflict) and applies it
+//     locally before returning. The store is a MemoryStore (one process) or a RedisStore shared by every
+//     replica. At start an empty store is seeded with the --config files or the bundled examples as
+//     version 1 (Source "seed"); a store that already holds a version wins over the seed.
+//   - file (the default with --config): the files are the truth on each replica. Every FilePoll (1 s)
+//     the runtime reads and digests them, so a Kubernetes ConfigMap "..data" symlink swap (read through
+//     the generation "..data" points to, never a mix of two), a subPath mount, a deleted file (its domain
+//     goes) or an editor's rename are all seen by the next poll. A changed, valid document becomes a new
+//     version of a local MemoryStore (Source and Author "file"), so history and diffs work as with the
+//     api source; Update returns ErrReadOnly. An invalid document (or an unreadable path) is logged once
+//     at ERROR per distinct content, reported once to RuntimeObserver.LoadFailed and in Status
+//     (LastLoadOK false, LastError, LastGoodAt), and the running version keeps serving; a failure is
+//     reported when two polls in a row see it, so a file caught half-written is not.
+//
+// Propagation (api source with Redis): a Put publishes the new version on the change channel; every
+// replica's Run receives it (pub/sub on a dedicated connection that reconnects and resubscribes by itself,
+// then re-reads the version since messages were lost meanwhile) and applies the store's current revision,
+// typically within milliseconds. A poll of the version key every Poll (500 ms) is the fallback, so a
+// change reaches every replica within about 1 s even when pub/sub is down. A version lower than the
+// running one is never applied from a notification; a store that stays behind on two polls in a row has
+// gone back (Redis restarted without persistence): an empty one is seeded again with the running
+// document as version 1, an older one is followed. A stored version that does not compile is reported
+// once and the running one keeps serving. Applying creates no goroutine, timer or connection: the
+// subscription and tickers are Run's, made once.
+//
+// Every replica reports to the Replicas registry (version, digest, applied at, lag, last error) every
+// ReportEvery (5 s) and at once after each apply; a replica not seen for the liveness window (15 s) is
+// dropped from the list.
+//
+// # Redis layout
+//
+// Every key has the hash tag {config}, so the store's Lua scripts work in Redis Cluster (all keys in one
+// slot). With Prefix "fg:":
+//
+//	fg:{config}:version     integer, the current version (absent: nothing stored)
+//	fg:{config}:rev:<n>     JSON of Revision n (files as text; created_at is the Redis server's TIME)
+//	fg:{config}:history     list of versions, newest first, trimmed to Keep (100); trimmed revs deleted
+//	fg:{config}:changes     pub/sub channel carrying each new version number (in Cluster, broadcast)
+//	fg:{config}:replicas    hash: replica name → ReplicaStatus JSON (last_seen by the Redis clock)
+//
+// Put is one Lua script (lua/put.lua): compare the version with the expected one (else the current
+// version is returned and Put fails with ErrConflict naming it), INCR, SET the revision, LPUSH the
+// history, delete and LTRIM what falls off, PUBLISH. The replicas hash expires after 10 liveness windows
+// without a report; List deletes entries older than the window.
+//
 // # Invariants
 //
 //   - A Snapshot never changes after it is returned; Match, HTTPRules and Domains are safe for concurrent
