@@ -2,7 +2,9 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -41,7 +43,11 @@ func start(t testing.TB, extra ...string) *Server {
 	if err != nil {
 		unavailable(t, "redis-server binary not found: %v", err)
 	}
-	port, err := freePort()
+	pick := freePort
+	if len(extra) > 0 && extra[0] == "--cluster-enabled" {
+		pick = freeClusterPort
+	}
+	port, err := pick()
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
 	}
@@ -51,6 +57,27 @@ func start(t testing.TB, extra ...string) *Server {
 		t.Fatalf("start redis-server: %v", err)
 	}
 	return s
+}
+
+// freeClusterPort picks a port below the kernel's ephemeral range (so outgoing connections never take it)
+// whose cluster bus port (+10000) is free too; kernel-chosen ports would put the bus port above 65535 or
+// on a port another process is using.
+func freeClusterPort() (int, error) {
+	for range 200 {
+		p := 20000 + rand.IntN(2768) // bus port 30000–32767: both below the ephemeral range (32768+)
+		a, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		b, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+10000))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return p, nil
+	}
+	return 0, errors.New("no free port pair (port, port+10000) found")
 }
 
 // freePort asks the kernel for an unused loopback port.
