@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/floodgate/floodgate/audit"
+	"github.com/floodgate/floodgate/auth"
 	"github.com/floodgate/floodgate/config"
+	"github.com/floodgate/floodgate/limiter"
 	"github.com/floodgate/floodgate/metrics"
 )
 
@@ -59,6 +62,23 @@ type Options struct {
 	EventBatch, OffendersEvery, PingEvery, WriteTimeout time.Duration
 	// RecentEvents is how many past events a new connection receives (default 500).
 	RecentEvents int
+
+	// The admin API (/api/v1, see api.go and API.md). Admin nil: its limits routes answer 503.
+	Admin LimitsAdmin
+	// Usage inspects and resets counters (POST /api/v1/usage); nil: 503.
+	Usage UsageInspector
+	// Changes receives every stored change of the limits (the audit trail); may be nil.
+	Changes ChangeRecorder
+	// AuditQuery searches the stored audit trail (GET /api/v1/audit); nil: Audit.Recent is searched.
+	AuditQuery AuditQuerier
+	// Auth authenticates API callers; nil means no authentication (auth.Anonymous: everyone is admin).
+	Auth auth.Authenticator
+	// AuthInfo tells the dashboard how to sign in; Mode defaults to "none" without Auth, else "token".
+	AuthInfo AuthInfo
+	// AdminRate and AdminLimit rate limit the admin API per principal, and per client address for failed
+	// authentications (default: a private in-memory store; DefaultAdminLimit).
+	AdminRate  limiter.Store
+	AdminLimit limiter.Limit
 }
 
 // Dashboard serves the operations UI and its WebSocket feed.
@@ -106,7 +126,17 @@ func New(o Options) (*Dashboard, error) {
 			return nil, err
 		}
 	}
-	d.mux.HandleFunc("GET /ws", d.serveWS)
+	api, err := newAPI(&d.o)
+	if err != nil {
+		return nil, err
+	}
+	api.mount(d.mux)
+	// The feed carries the same data as the read APIs: viewers and admins only.
+	wsAuth := o.Auth
+	if wsAuth == nil {
+		wsAuth = auth.Anonymous
+	}
+	d.mux.Handle("GET /ws", auth.Require(wsAuth, auth.RoleViewer, http.HandlerFunc(d.serveWS)))
 	d.mux.HandleFunc("GET /{$}", d.serveIndex)
 	d.mux.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(o.Assets)))
 	return d, nil
@@ -118,6 +148,20 @@ func (d *Dashboard) Handler() http.Handler { return d.mux }
 // Sessions is the number of open WebSocket sessions.
 func (d *Dashboard) Sessions() int { return int(d.sessions.Load()) }
 
+// connectOrigins lists, with a leading space, the origins besides the page's own that the page may fetch
+// from: the OIDC token endpoint (the sign-in's code exchange), when OIDC sign-in is configured.
+func (d *Dashboard) connectOrigins() string {
+	o := d.o.AuthInfo.OIDC
+	if d.o.AuthInfo.Mode != "oidc" || o == nil {
+		return ""
+	}
+	u, err := url.Parse(o.TokenEndpoint)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return ""
+	}
+	return " " + u.Scheme + "://" + u.Host
+}
+
 func (d *Dashboard) serveIndex(w http.ResponseWriter, r *http.Request) {
 	b, err := fs.ReadFile(d.o.Assets, "index.html")
 	if err != nil {
@@ -126,7 +170,8 @@ func (d *Dashboard) serveIndex(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'"+d.connectOrigins()+
+		"; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	_, _ = w.Write(b)
@@ -262,7 +307,13 @@ func (d *Dashboard) leave(ch chan []byte) {
 // WriteTimeout) catches peers that vanished without a FIN. A peer that cannot keep up (a write exceeding
 // WriteTimeout, or its buffer of peerBuffer messages full) is disconnected; Run never waits for it.
 func (d *Dashboard) serveWS(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: d.o.OriginPatterns})
+	opts := &websocket.AcceptOptions{OriginPatterns: d.o.OriginPatterns}
+	if p := auth.WebSocketProtocol(r); p != "" {
+		// The browser sent its token as the subprotocol "bearer.<jwt>" next to "floodgate.v1": answer with
+		// the latter (a WebSocket client closes the connection unless one offered protocol is selected).
+		opts.Subprotocols = []string{p}
+	}
+	c, err := websocket.Accept(w, r, opts)
 	if err != nil {
 		return // Accept wrote the error response (e.g. 403 for a foreign Origin)
 	}
