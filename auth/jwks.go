@@ -103,10 +103,11 @@ type jwksCache struct {
 }
 
 // load fetches the document for the first time; an error or a document without usable keys is an error.
+// It does not start the refetch interval: a key rotated soon after start is picked up by the first token
+// that names it.
 func (c *jwksCache) load(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lastAttempt = c.now()
 	set, err := c.fetch(ctx)
 	if err != nil {
 		return err

@@ -83,7 +83,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage:\n  floodgate [flags]                 serve the decision path (gRPC) and the operations view (HTTP)\n")
-		fmt.Fprintf(stderr, "  floodgate check-config PATH       validate a limits file or directory and exit\n\nFlags (each also read from the environment variable shown):\n")
+		fmt.Fprintf(stderr, "  floodgate check-config PATH       validate a limits file or directory and exit\n")
+		fmt.Fprintf(stderr, "  floodgate token --sub NAME --role admin   print an HS256 admin API token (shared-secret setup)\n\nFlags (each also read from the environment variable shown):\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			fmt.Fprintf(stderr, "  --%s (%s)\n    \t%s", f.Name, envName(f.Name), f.Usage)
 			if f.DefValue != "" {

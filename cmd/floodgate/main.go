@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,6 +56,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "check-config" {
 		return checkConfig(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "token" {
+		return mintToken(args[1:], getenv, stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -66,25 +68,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := newLogger(cfg, stderr)
 
-	limits, err := loadLimits(cfg.ConfigPath)
-	if err != nil {
-		return err
-	}
-	var current atomic.Pointer[config.Snapshot]
-	current.Store(limits)
-	info := limits.Info()
-	logger.Info("limits loaded", "sources", info.Sources, "domains", limits.Domains(), "version", info.Version)
-	if len(limits.HTTPRules(cfg.AuthzDomain)) == 0 {
-		logger.Warn("the ext_authz default domain has no http_rules: Check allows every request unless the route names another domain",
-			"authz_domain", cfg.AuthzDomain)
-	}
 	if cfg.TrustedProxyHops > 0 && len(cfg.TrustedProxies) > 0 {
 		logger.Warn("--trusted-proxies replaces --trusted-proxy-hops; the hop count is ignored", "trusted_proxy_hops", cfg.TrustedProxyHops)
 	}
 
 	reg := metrics.NewRegistry()
 	m := metrics.New(reg)
-	m.SetConfig(info)
 
 	store, rdb, closeStore, err := openStore(cfg, m, logger)
 	if err != nil {
@@ -99,19 +88,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		host, _ := os.Hostname()
 		replica = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
+	var rt *config.Runtime // set below; the recorder reads it only once events flow
 	auditOpts := audit.Options{Replica: replica, Registerer: reg, Logger: logger,
-		ConfigVersion: func() uint64 { return current.Load().Info().Version }}
+		ConfigVersion: func() uint64 { return rt.Snapshot().Info().Version }}
+	var control *redis.Client
 	if rdb != nil {
-		// Its own small pool: the stream reader's blocking XREAD must not hold, or time out, connections
-		// of the decision path (measured: sharing the pool cost ~15 % throughput and store timeouts).
-		aopts, err := redis.ParseURL(cfg.RedisURL)
+		// The control plane's own small pool (audit stream, limits store, replica registry, pub/sub): the
+		// stream reader's blocking XREAD must not hold, or time out, connections of the decision path
+		// (measured: sharing the pool cost ~15 % throughput and store timeouts).
+		copts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return fmt.Errorf("--redis-url: %w", err)
 		}
-		aopts.PoolSize, aopts.ReadTimeout, aopts.ContextTimeoutEnabled = 4, 3*time.Second, true
-		auditClient := redis.NewClient(aopts)
-		defer auditClient.Close()
-		auditOpts.Redis, auditOpts.StreamPrefix = auditClient, cfg.RedisPrefix
+		copts.PoolSize, copts.ReadTimeout, copts.ContextTimeoutEnabled = 6, 3*time.Second, true
+		control = redis.NewClient(copts)
+		defer control.Close()
+		auditOpts.Redis, auditOpts.StreamPrefix = control, cfg.RedisPrefix
 	}
 	if cfg.DatabaseURL != "" {
 		pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
@@ -124,6 +116,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	recorder, err := audit.New(auditOpts)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
+	}
+
+	// The limits: versioned, from the files or the (fleet's) store, applied at runtime.
+	cobs := &configObserver{next: m, recorder: recorder, logger: logger}
+	var controlClient redis.UniversalClient
+	if control != nil {
+		controlClient = control
+	}
+	rt, err = newRuntime(ctx, cfg, controlClient, replica, cobs, logger)
+	if err != nil {
+		return err
+	}
+	cobs.attach(rt)
+	limits := rt.Snapshot()
+	info := limits.Info()
+	logger.Info("limits loaded", "source", cfg.ConfigSource, "sources", info.Sources, "domains", limits.Domains(),
+		"version", info.Version, "digest", info.Digest)
+	if len(limits.HTTPRules(cfg.AuthzDomain)) == 0 {
+		logger.Warn("the ext_authz default domain has no http_rules: Check allows every request unless the route names another domain",
+			"authz_domain", cfg.AuthzDomain)
 	}
 
 	var fallback limiter.Store
@@ -150,7 +162,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	svc, err := extauthz.New(extauthz.Options{
-		Limits:           limitsFunc(current.Load),
+		Limits:           limitsFunc(rt.Snapshot),
 		Store:            store,
 		Fallback:         fallback,
 		LocalShare:       cfg.LocalShare,
@@ -197,8 +209,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	checker.health, checker.services = healthSrv, svc.HealthServiceNames()
 	checker.check(ctx)
 
-	dash, err := dashboard.New(dashboard.Options{Telemetry: sampler, Audit: recorder, Limits: limitsFunc(current.Load),
-		OriginPatterns: cfg.DashboardOrigins, Registry: reg, Logger: logger})
+	authn, authInfo, err := newAuthenticator(ctx, cfg, reg, logger)
+	if err != nil {
+		return err
+	}
+	dash, err := dashboard.New(dashboard.Options{Telemetry: sampler, Audit: recorder, Limits: limitsFunc(rt.Snapshot),
+		OriginPatterns: cfg.DashboardOrigins, Registry: reg, Logger: logger,
+		Admin: rt, Usage: usageInspector{svc}, Changes: recorder, AuditQuery: auditSearch{recorder},
+		Auth: authn, AuthInfo: authInfo, AdminRate: store,
+		AdminLimit: adminLimit(cfg),
+	})
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
@@ -239,6 +259,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Ends when gctx is done.
 	g.Go(func() error {
 		dash.Run(gctx)
+		return nil
+	})
+	// Ends when gctx is done: follows the store's versions (pub/sub and poll) or the files.
+	g.Go(func() error {
+		rt.Run(gctx)
 		return nil
 	})
 	// Ends when gctx is done, after flushing the queued events to their sinks.
@@ -288,17 +313,6 @@ func (os observers) Observe(o *extauthz.Observation) {
 type limitsFunc func() *config.Snapshot
 
 func (f limitsFunc) Limits() *config.Snapshot { return f() }
-
-func loadLimits(path string) (*config.Snapshot, error) {
-	if path == "" {
-		return config.Default(), nil
-	}
-	s, err := config.Load(path)
-	if err != nil {
-		return nil, fmt.Errorf("load limits: %w", err)
-	}
-	return s, nil
-}
 
 func storeName(cfg Config) string {
 	if cfg.RedisURL == "" {
