@@ -202,6 +202,11 @@ type (
 		Type      string                     `json:"type"` // "offenders"
 		Offenders map[string]audit.Offenders `json:"offenders"`
 	}
+	// limitsMsg is sent when the limits in force change (a new version or a file reload).
+	limitsMsg struct {
+		Type   string `json:"type"` // "limits"
+		Limits Limits `json:"limits"`
+	}
 )
 
 // maxBatch bounds one events message; the rest waits for the next batch.
@@ -227,6 +232,7 @@ func (d *Dashboard) Run(ctx context.Context) {
 	flush := time.NewTicker(d.o.EventBatch)
 	defer flush.Stop()
 	var batch []audit.Event
+	running := d.o.Limits.Limits() // the limits the sessions were last told about
 	for {
 		select {
 		case <-ctx.Done():
@@ -243,6 +249,11 @@ func (d *Dashboard) Run(ctx context.Context) {
 				continue
 			}
 			d.broadcast(snapshotMsg{Type: "snapshot", Snapshot: sn})
+			// Once a second, also look for new limits (the runtime swaps the snapshot pointer).
+			if cur := d.o.Limits.Limits(); cur != running {
+				running = cur
+				d.broadcast(limitsMsg{Type: "limits", Limits: limitsView(cur)})
+			}
 		case e, ok := <-events:
 			if !ok {
 				events, stopEvents = d.o.Audit.Subscribe(8192)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -404,4 +405,43 @@ func (d *Dashboard) peerCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.peers)
+}
+
+type swappableLimits struct{ p atomic.Pointer[config.Snapshot] }
+
+func (l *swappableLimits) Limits() *config.Snapshot { return l.p.Load() }
+
+// A new limits version reaches open sessions with the next snapshot tick, as a "limits" message.
+func TestLimitsChangePushed(t *testing.T) {
+	first, err := config.Parse("limits.yaml", []byte(testLimits))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &swappableLimits{}
+	src.p.Store(first)
+	r := newRig(t, func(o *Options) { o.Limits = src })
+	c := dial(t, r.url)
+	defer c.CloseNow()
+	if m := read(t, c); m["type"] != "hello" {
+		t.Fatalf("got %v, want hello", m["type"])
+	}
+	second, err := config.Parse("limits.yaml", []byte(strings.Replace(testLimits, "requests_per_unit: 5", "requests_per_unit: 7", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.p.Store(second.WithRevision(config.Revision{Version: 2}))
+	time.Sleep(100 * time.Millisecond) // let Run subscribe
+	r.tel.publish(metrics.Snapshot{})
+	for {
+		m := read(t, c)
+		if m["type"] != "limits" {
+			continue
+		}
+		l := m["limits"].(map[string]any)
+		rule := l["domains"].([]any)[0].(map[string]any)["rules"].([]any)[0].(map[string]any)
+		if l["version"] != "2" || rule["limits"].([]any)[0].(map[string]any)["requests"] != 7.0 {
+			t.Errorf("limits message: got version %v, rule %v; want version 2 with 7 requests", l["version"], rule)
+		}
+		return
+	}
 }
