@@ -167,6 +167,9 @@ func summarize(r *Rule) RuleSummary {
 }
 
 // keyText renders a key part as the dashboard shows it.
+// String renders a key source for people: "client_ip", "header:x-api-key", "header:authorization (hashed)".
+func (k KeySource) String() string { return keyText(k) }
+
 func keyText(k KeySource) string {
 	s := k.Kind
 	if k.Name != "" {

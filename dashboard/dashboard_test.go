@@ -8,8 +8,8 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -407,7 +407,9 @@ func (d *Dashboard) peerCount() int {
 	return len(d.peers)
 }
 
-type swappableLimits struct{ p atomic.Pointer[config.Snapshot] }
+type swappableLimits struct {
+	p atomic.Pointer[config.Snapshot]
+}
 
 func (l *swappableLimits) Limits() *config.Snapshot { return l.p.Load() }
 

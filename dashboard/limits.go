@@ -63,14 +63,7 @@ func limitViews(ls []config.Limit) []LimitView {
 func keyView(ks []config.KeySource) []string {
 	out := make([]string, 0, len(ks))
 	for _, k := range ks {
-		s := k.Kind
-		if k.Name != "" {
-			s += ":" + k.Name
-		}
-		if k.Hash {
-			s += " (hashed)"
-		}
-		out = append(out, s)
+		out = append(out, k.String())
 	}
 	return out
 }
