@@ -431,8 +431,10 @@ func TestLimitsChangePushed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for r.tel.count() == 0 { // Run has subscribed (and read the running limits) once it listens
+		time.Sleep(10 * time.Millisecond)
+	}
 	src.p.Store(second.WithRevision(config.Revision{Version: 2}))
-	time.Sleep(100 * time.Millisecond) // let Run subscribe
 	r.tel.publish(metrics.Snapshot{})
 	for {
 		m := read(t, c)
