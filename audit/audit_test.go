@@ -121,18 +121,10 @@ func TestCompleteness(t *testing.T) {
 	}
 	ctx := context.Background()
 	eventually(t, 10*time.Second, "stream entries", func() bool {
-		return rdb.XLen(ctx, prefix+"audit").Val() == n
+		return len(streamEvents(t, rdb, prefix+"audit")) == n
 	})
-	msgs, err := rdb.XRange(ctx, prefix+"audit", "-", "+").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var streamIDs []string
-	for _, m := range msgs {
-		var e Event
-		if err := jsonUnmarshal(m.Values[fieldEvent].(string), &e); err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range streamEvents(t, rdb, prefix+"audit") {
 		streamIDs = append(streamIDs, e.ID)
 	}
 	if !slices.Equal(streamIDs, ringIDs) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/floodgate/floodgate/internal/redistest"
 )
@@ -123,4 +124,30 @@ func TestSearchWithoutDatabase(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Entries written by a replica of the previous format (one JSON event in field "e") are still read.
+func TestStreamReadsSingleEventEntries(t *testing.T) {
+	rdb := redistest.Client(t)
+	prefix := redistest.Prefix(t)
+	r, err := New(Options{Replica: "new", Redis: rdb, StreamPrefix: prefix, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, r)
+	time.Sleep(200 * time.Millisecond) // the tailer starts at the stream's end
+	old := Event{ID: "01JOLDFORMAT0000000000000", Kind: KindDenial, ClientIP: "192.0.2.99", Rule: "api.user", Replica: "old"}
+	data, _ := json.Marshal(old)
+	if err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: prefix + "audit",
+		Values: []any{fieldReplica, "old", fieldEvent, data}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the old-format event", func() bool {
+		for _, e := range r.Recent(10) {
+			if e.ID == old.ID && e.ClientIP == "192.0.2.99" {
+				return true
+			}
+		}
+		return false
+	})
 }

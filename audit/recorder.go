@@ -20,7 +20,7 @@ import (
 const (
 	DefaultQueueSize       = 65536
 	DefaultRingSize        = 10000
-	DefaultStreamMaxLen    = 100000
+	DefaultStreamMaxLen    = 2000
 	DefaultBatchSize       = 1000
 	DefaultFlushInterval   = 250 * time.Millisecond
 	DefaultPostgresBuffer  = 200000
@@ -44,7 +44,8 @@ type Options struct {
 	// Redis, when set, carries the fleet's events through the stream StreamPrefix+"audit".
 	Redis        redis.UniversalClient
 	StreamPrefix string
-	// StreamMaxLen trims the stream (XADD MAXLEN ~; default 100,000).
+	// StreamMaxLen trims the stream to about this many entries (XADD MAXLEN ~; default 2,000), each holding
+	// the events of one write (up to 256): the stream is the fleet's live feed, not its history.
 	StreamMaxLen int64
 	// StreamBuffer bounds the events waiting for Redis (default 100,000); past it they are dropped (counted).
 	StreamBuffer int

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 )
 
 func sha16(s string) string {
@@ -46,4 +48,25 @@ func counterWith(t testing.TB, reg *prometheus.Registry, name, stage string) pro
 func constCounter(m *dto.Metric) prometheus.Collector {
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "x", Help: "x"},
 		func() float64 { return m.GetCounter().GetValue() })
+}
+
+// streamEvents decodes every event of the stream key, in order (entries carry batches).
+func streamEvents(t testing.TB, rdb redis.UniversalClient, key string) []Event {
+	t.Helper()
+	msgs, err := rdb.XRange(context.Background(), key, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Event
+	for _, m := range msgs {
+		var batch []Event
+		if err := json.Unmarshal([]byte(m.Values[fieldBatch].(string)), &batch); err != nil {
+			t.Fatal(err)
+		}
+		if len(batch) == 0 || len(batch) > eventsPerEntry {
+			t.Fatalf("entry %s holds %d events, want 1..%d", m.ID, len(batch), eventsPerEntry)
+		}
+		out = append(out, batch...)
+	}
+	return out
 }
