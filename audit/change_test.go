@@ -151,3 +151,37 @@ func TestStreamReadsSingleEventEntries(t *testing.T) {
 		return false
 	})
 }
+
+// A batch written twice (its first commit's answer lost, then retried) stores each event once: COPY
+// refuses the duplicate ids and the idempotent INSERT takes over.
+func TestPostgresRetryIsIdempotent(t *testing.T) {
+	db := newTestDB(t)
+	r, err := New(Options{Replica: "r1", DB: db.pool(t, ""), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	ev := func(id string) *Event {
+		return &Event{ID: id, Time: now, Kind: KindDenial, Service: "ratelimit", Domain: "api", Rule: "api.user",
+			ClientIP: "192.0.2.1", Entries: []Entry{{Key: "user", Value: "u1"}}, Replica: "r1"}
+	}
+	first := []*Event{ev("01JAAAAAAAAAAAAAAAAAAAAAA1"), ev("01JAAAAAAAAAAAAAAAAAAAAAA2")}
+	if err := r.writePostgres(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	retry := append(first, ev("01JAAAAAAAAAAAAAAAAAAAAAA3"))
+	if err := r.writePostgres(ctx, retry); err != nil {
+		t.Fatalf("retried batch: %v", err)
+	}
+	if got := db.ids(t); len(got) != 3 {
+		t.Errorf("got ids %v, want the 3 distinct events once each", got)
+	}
+	rows, err := r.Query(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[0].Entries[0].Value != "u1" || rows[0].Change != nil {
+		t.Errorf("rows: got %+v", rows)
+	}
+}
