@@ -137,15 +137,17 @@ func metric(t *testing.T, s *server, series string) float64 {
 	return -1
 }
 
-// Two replicas share Redis: a change on one is enforced by the other within 1 s; conflicting changes are
-// refused; an invalid change changes nothing anywhere; a rollback restores the earlier limits on both.
+// Two Floodgate processes share Redis: a change on one is enforced by the other within 1 s; conflicting
+// changes are refused; an invalid change changes nothing anywhere; a rollback restores the earlier limits
+// on both.
 func TestAdminTwoReplicas(t *testing.T) {
+	bin := buildBinary(t)
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	seed := writeLimits(t, e2eLimits)
 	args := []string{"--redis-url", url, "--redis-prefix", prefix, "--config-source", "api", "--config", seed,
 		"--admin-rate", "1000", "--admin-burst", "1000"} // the test polls the API
-	a := startInProcess(t, append(args, "--replica-id", "a")...)
-	b := startInProcess(t, append(args, "--replica-id", "b")...)
+	a := startProcess(t, bin, append(args, "--replica-id", "a")...)
+	b := startProcess(t, bin, append(args, "--replica-id", "b")...)
 	ca, cb := api{t: t, base: "http://" + a.httpAddr}, api{t: t, base: "http://" + b.httpAddr}
 
 	v1 := ca.version()

@@ -110,6 +110,25 @@ func TestFileReloadConfigMap(t *testing.T) {
 	if got := metric(t, s, "floodgate_config_reloads_total"); got != reloads+1 {
 		t.Errorf("floodgate_config_reloads_total: got %v, want %v", got, reloads+1)
 	}
+	// The reload is in the audit trail, with its diff.
+	var ev struct {
+		Events []struct {
+			Change struct {
+				Actor   string `json:"actor"`
+				Action  string `json:"action"`
+				Summary string `json:"summary"`
+			} `json:"change"`
+		} `json:"events"`
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(ev.Events) == 0 && time.Now().Before(deadline) {
+		c.do("GET", "/api/v1/audit?kind=config_change", nil).json(t, &ev)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(ev.Events) != 1 || ev.Events[0].Change.Action != "file_reload" || ev.Events[0].Change.Actor != "file" ||
+		!strings.Contains(ev.Events[0].Change.Summary, "3/minute → 1/minute") {
+		t.Errorf("audit of the reload: got %+v, want one file_reload by file saying 3/minute → 1/minute", ev.Events)
+	}
 	// The dashboard's feed carries the new value to a new session (the hello's limits).
 	_, body := httpGet(t, "http://"+s.httpAddr+"/api/v1/limits")
 	if !strings.Contains(body, `"requests":1`) {
