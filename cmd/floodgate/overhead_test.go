@@ -121,18 +121,39 @@ func ohDial(t *testing.T, addr string) []*grpc.ClientConn {
 }
 
 // ohLoad runs a closed loop of ohConcurrency callers over conns for d; req(g, n) is caller g's n-th request.
+// ohRate is the offered load of FLOODGATE_OVERHEAD_RATE (requests/s over all callers); 0 (unset) drives a
+// closed loop, each caller sending its next request when the previous one is answered.
+func ohRate() float64 {
+	r, _ := strconv.ParseFloat(os.Getenv("FLOODGATE_OVERHEAD_RATE"), 64)
+	return max(r, 0)
+}
+
+// ohLoad drives the targets for d with ohConcurrency callers: a closed loop, or with FLOODGATE_OVERHEAD_RATE
+// an open loop where each caller sends on a fixed schedule and latency counts from the scheduled time, so a
+// server that falls behind pays for the wait too (no coordinated omission).
 func ohLoad(conns []*grpc.ClientConn, d time.Duration, req func(g, n int) *rlsv3.RateLimitRequest) ohResult {
 	var calls, over, errs atomic.Uint64
 	lats := make([][]time.Duration, ohConcurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
 	end := start.Add(d)
+	var every time.Duration // per caller, open loop only
+	if r := ohRate(); r > 0 {
+		every = time.Duration(float64(ohConcurrency) / r * float64(time.Second))
+	}
 	for g := range ohConcurrency {
 		client := rlsv3.NewRateLimitServiceClient(conns[g%len(conns)])
 		wg.Go(func() {
 			l := make([]time.Duration, 0, 1<<16)
+			next := start.Add(time.Duration(g) * every / ohConcurrency) // callers spread over one interval
 			for n := 0; ; n++ {
 				t0 := time.Now()
+				if every > 0 {
+					if wait := next.Sub(t0); wait > 0 {
+						time.Sleep(wait)
+					}
+					t0, next = next, next.Add(every)
+				}
 				if t0.After(end) {
 					break
 				}

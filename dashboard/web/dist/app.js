@@ -1,8 +1,15 @@
-// Floodgate dashboard: a plain ES module (no bundler, no framework). It reads the server's /ws feed
-// (hello, snapshot, events, offenders; the client sends nothing) and renders three panes:
-// System Health (uPlot charts + cards), Configuration (read-only limits) and Audit Trail (live denials).
-// Invariants: at most MAX_ROWS audit rows in memory and in the DOM; charts keep at most MAX_POINTS
-// samples; every server string reaches the DOM through textContent, never innerHTML.
+// Floodgate dashboard: plain ES modules (no bundler, no framework). This module starts the page: sign-in
+// (auth.js) first, then the server's /ws feed (hello, snapshot, events, offenders, limits; the client sends
+// nothing) rendered in three panes: System Health (uPlot charts + cards), Configuration (config.js: the
+// limits, their editor, history and replicas) and Audit Trail (live denials and configuration changes).
+// Invariants: nothing is fetched or opened before the sign-in resolved; at most MAX_ROWS audit rows in
+// memory and in the DOM; charts keep at most MAX_POINTS samples; every server string reaches the DOM through
+// textContent, never innerHTML.
+
+import { $, el, fmtNum, fmtInt, fmtDateTime, fmtWindow } from './ui.js';
+import { getToken } from './api.js';
+import * as auth from './auth.js';
+import * as cfg from './config.js';
 
 const THEME_KEY = 'floodgate-theme';
 const MAX_ROWS = 2000;
@@ -10,19 +17,7 @@ const MAX_POINTS = 900; // 15 minutes of 1-second snapshots
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 
-const $ = (id) => document.getElementById(id);
-
-function el(tag, cls, text) {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  return e;
-}
-
 // ---------- formatting ----------
-
-const fmtNum = (v, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
-const fmtInt = (v) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : '—');
 
 function fmtBytes(b) {
   if (!Number.isFinite(b)) return '—';
@@ -38,25 +33,10 @@ function fmtMs(seconds) {
   return ms < 1 ? `${ms.toFixed(3)} ms` : ms < 100 ? `${ms.toFixed(2)} ms` : `${ms.toFixed(0)} ms`;
 }
 
-function fmtWindow(seconds) {
-  if (!Number.isFinite(seconds) || seconds <= 0) return '—';
-  const units = [['d', 86400], ['h', 3600], ['min', 60], ['s', 1]];
-  for (const [u, n] of units) {
-    if (seconds >= n && seconds % n === 0) return seconds === n ? `1 ${u}` : `${seconds / n} ${u}`;
-  }
-  return `${seconds} s`;
-}
-
 function fmtTime(iso) {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return '—';
   return d.toLocaleTimeString('en-GB', { hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0');
-}
-
-function fmtDateTime(iso) {
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime()) || d.getTime() <= 0) return '—';
-  return d.toLocaleString('en-GB', { hour12: false });
 }
 
 const retrySeconds = (ev) => (Number(ev.retry_after_ns) || 0) / 1e9;
@@ -137,6 +117,7 @@ function showPane(name, focus) {
   if (focus) $(`tab-${name}`).focus();
   if (location.hash !== `#${name}`) history.replaceState(null, '', `#${name}`);
   if (name === 'health') charts.resize();
+  cfg.setVisible(name === 'config');
   if (name === 'audit') { audit.unseen = 0; audit.renderBadge(); audit.render(); }
 }
 
@@ -274,93 +255,17 @@ function renderSnapshot(s) {
   $('last-sample').textContent = fmtDateTime(s.time);
 }
 
-// ---------- configuration ----------
+// ---------- audit trail ----------
 
 function cell(tr, text, cls = '') { tr.append(el('td', `td ${cls}`, text)); }
 
-function yesNo(v, label) {
-  const td = el('td', 'td');
-  if (v) td.append(el('span', 'badge badge-yes', label));
-  else td.append(el('span', 'text-slate-500 dark:text-slate-400', '—'));
-  return td;
-}
+const isChange = (ev) => ev.kind === 'config_change';
 
-function table(headers, minWidth) {
-  const wrap = el('div', 'overflow-x-auto rounded-lg border border-slate-200 bg-white dark:border-slate-800 dark:bg-slate-900');
-  const t = el('table', `w-full ${minWidth} text-left text-sm`);
-  const thead = el('thead', 'bg-slate-100 text-xs uppercase tracking-wide text-slate-700 dark:bg-slate-800 dark:text-slate-300');
-  const hr = el('tr');
-  for (const h of headers) { const th = el('th', 'th', h); th.scope = 'col'; hr.append(th); }
-  thead.append(hr);
-  const tbody = el('tbody', 'divide-y divide-slate-100 dark:divide-slate-800');
-  t.append(thead, tbody);
-  wrap.append(t);
-  return { wrap, tbody };
+// changeLine is a configuration change in one line: "alice · patch · v3 → v4".
+function changeLine(ev) {
+  const c = ev.change || {};
+  return `${c.actor || '—'} · ${c.action || 'change'} · v${c.version_before ?? '?'} → v${c.version_after ?? '?'}`;
 }
-
-function limitsCells(tr, limits, unlimited, ruleName) {
-  const ls = limits && limits.length ? limits : [null];
-  const col = (f, none = '—') => ls.map((l) => (l ? f(l) : none)).join('\n');
-  cell(tr, col((l) => l.algorithm || '—'), 'whitespace-pre-line');
-  const named = ls.length > 1 || (ls[0] && ls[0].name && ls[0].name !== ruleName);
-  cell(tr, col((l) => `${l.requests.toLocaleString('en-US')}${named && l.name ? ` (${l.name})` : ''}`, unlimited ? 'unlimited' : '—'), 'whitespace-pre-line tabular-nums');
-  cell(tr, col((l) => fmtWindow(l.window_seconds)), 'whitespace-pre-line');
-  cell(tr, col((l) => (l.burst ? l.burst.toLocaleString('en-US') : '—')), 'whitespace-pre-line tabular-nums');
-}
-
-function renderLimits(L) {
-  if (!L) return;
-  $('cfg-version').textContent = L.version ?? '—';
-  $('cfg-loaded').textContent = fmtDateTime(L.loaded_at);
-  $('cfg-sources').textContent = L.sources && L.sources.length ? `Sources: ${L.sources.join(', ')}` : '';
-  const root = $('cfg-domains');
-  root.textContent = '';
-  const domains = L.domains || [];
-  if (!domains.length) {
-    root.append(el('p', 'empty', 'No limits are configured: every request is allowed.'));
-    return;
-  }
-  for (const d of domains) {
-    const sec = el('section', 'space-y-2');
-    sec.dataset.domain = d.domain;
-    sec.append(el('h2', 'text-base font-semibold', `Domain ${d.domain}`));
-    const rules = d.rules || [];
-    if (rules.length) {
-      sec.append(el('h3', 'text-xs font-semibold uppercase tracking-wide text-slate-600 dark:text-slate-400', 'Descriptor rules'));
-      const { wrap, tbody } = table(['Descriptor path', 'Rule', 'Algorithm', 'Limit', 'Window', 'Burst', 'Shadow', 'Unlimited'], 'min-w-[48rem]');
-      for (const r of rules) {
-        const tr = el('tr');
-        cell(tr, r.path || '—', 'font-mono text-xs break-all');
-        cell(tr, r.name || '—');
-        limitsCells(tr, r.limits, r.unlimited, r.name);
-        tr.append(yesNo(r.shadow, 'shadow'), yesNo(r.unlimited, 'unlimited'));
-        tbody.append(tr);
-      }
-      sec.append(wrap);
-    }
-    const hrules = d.http_rules || [];
-    if (hrules.length) {
-      sec.append(el('h3', 'text-xs font-semibold uppercase tracking-wide text-slate-600 dark:text-slate-400', 'HTTP rules (ext_authz)'));
-      const { wrap, tbody } = table(['Rule', 'Match', 'Key', 'On missing key', 'Algorithm', 'Limit', 'Window', 'Burst', 'Shadow'], 'min-w-[56rem]');
-      for (const r of hrules) {
-        const tr = el('tr');
-        cell(tr, r.name || '—');
-        const methods = r.methods && r.methods.length ? r.methods.join('|') : 'any method';
-        cell(tr, `${methods} ${r.host || 'any host'} ${r.path_prefix || '/'}`, 'font-mono text-xs break-all');
-        cell(tr, (r.key || []).join(' + ') || '—', 'font-mono text-xs');
-        cell(tr, r.on_missing || '—');
-        limitsCells(tr, r.limits, false, r.name);
-        tr.append(yesNo(r.shadow, 'shadow'));
-        tbody.append(tr);
-      }
-      sec.append(wrap);
-    }
-    if (!rules.length && !hrules.length) sec.append(el('p', 'empty', 'This domain has no rules.'));
-    root.append(sec);
-  }
-}
-
-// ---------- audit trail ----------
 
 const audit = {
   events: [], // newest first, at most MAX_ROWS
@@ -396,7 +301,7 @@ const audit = {
     this.ingest(fresh);
   },
   ingest(fresh) { // fresh: oldest first
-    for (const ev of fresh) this.addRule(ruleLabel(ev));
+    for (const ev of fresh) if (!isChange(ev)) this.addRule(ruleLabel(ev));
     this.events = fresh.slice().reverse().concat(this.events);
     if (this.events.length > MAX_ROWS) {
       for (const ev of this.events.splice(MAX_ROWS)) this.ids.delete(ev.id);
@@ -423,7 +328,19 @@ const audit = {
     const text = $('f-text').value.trim().toLowerCase();
     const rule = $('f-rule').value;
     const client = $('f-client').value.trim().toLowerCase();
+    const kind = $('f-kind').value;
     return this.events.filter((ev) => {
+      if (kind && (ev.kind || 'denial') !== kind) return false;
+      if (isChange(ev)) {
+        if (rule) return false;
+        if (client && !(ev.change?.remote || '').toLowerCase().includes(client)) return false;
+        if (text) {
+          const c = ev.change || {};
+          const hay = [changeLine(ev), c.remote, c.summary, ev.replica, 'config change'].join(' ').toLowerCase();
+          if (!hay.includes(text)) return false;
+        }
+        return true;
+      }
       if (rule && ruleLabel(ev) !== rule) return false;
       if (client && !(ev.client_ip || '').toLowerCase().includes(client)) return false;
       if (text) {
@@ -441,8 +358,10 @@ const audit = {
     const tbody = $('audit-rows');
     const frag = document.createDocumentFragment();
     for (const ev of rows) {
+      if (isChange(ev)) { frag.append(changeRow(ev)); continue; }
       const tr = el('tr', 'hover:bg-slate-50 dark:hover:bg-slate-800/60');
       tr.dataset.id = ev.id;
+      tr.dataset.kind = 'denial';
       const t = el('td', 'td c-time whitespace-nowrap font-mono text-xs tabular-nums', fmtTime(ev.time));
       t.title = ev.time;
       tr.append(t);
@@ -462,9 +381,12 @@ const audit = {
     tbody.replaceChildren(frag);
     $('audit-empty').classList.toggle('hidden', rows.length > 0);
     $('audit-empty').textContent = this.events.length
-      ? 'No denials match these filters.'
-      : 'No denials yet. Requests over a limit will appear here as they happen.';
-    $('audit-count').textContent = `${this.events.length.toLocaleString('en-US')} denial${this.events.length === 1 ? '' : 's'}`;
+      ? 'No events match these filters.'
+      : 'No denials yet. Requests over a limit, and changes of the limits, will appear here as they happen.';
+    const changes = this.events.filter(isChange).length;
+    const denials = this.events.length - changes;
+    $('audit-count').textContent = `${denials.toLocaleString('en-US')} denial${denials === 1 ? '' : 's'}`
+      + (changes ? ` · ${changes.toLocaleString('en-US')} config change${changes === 1 ? '' : 's'}` : '');
     $('audit-shown').textContent = rows.length === this.events.length
       ? `Showing all ${rows.length.toLocaleString('en-US')} (newest first, last ${MAX_ROWS.toLocaleString('en-US')} kept).`
       : `Showing ${rows.length.toLocaleString('en-US')} of ${this.events.length.toLocaleString('en-US')}.`;
@@ -484,7 +406,7 @@ const audit = {
     const note = $('paused-note');
     note.classList.toggle('hidden', !this.paused);
     const kept = n > this.buffer.length ? ` (the newest ${this.buffer.length.toLocaleString('en-US')} will be shown)` : '';
-    note.textContent = this.paused ? `Paused: ${n.toLocaleString('en-US')} new denial(s) received${kept}; the table updates on resume.` : '';
+    note.textContent = this.paused ? `Paused: ${n.toLocaleString('en-US')} new event(s) received${kept}; the table updates on resume.` : '';
   },
   togglePause() {
     this.paused = !this.paused;
@@ -536,6 +458,30 @@ const audit = {
   },
 };
 
+// changeRow renders a configuration change: time, then one cell with who, what and which versions, and the
+// summary (one line per changed rule).
+function changeRow(ev) {
+  const c = ev.change || {};
+  const tr = el('tr', 'audit-change');
+  tr.dataset.id = ev.id;
+  tr.dataset.kind = 'config_change';
+  const t = el('td', 'td c-time whitespace-nowrap font-mono text-xs tabular-nums', fmtTime(ev.time));
+  t.title = ev.time;
+  tr.append(t);
+  const td = el('td', 'td c-change');
+  td.colSpan = 6;
+  const head = el('div', 'flex flex-wrap items-baseline gap-x-2 gap-y-1');
+  head.append(el('span', 'badge badge-change', 'config change'));
+  const who = el('span', 'c-actor font-medium', c.actor || '—');
+  if (c.remote) who.title = `from ${c.remote}`;
+  head.append(who, el('span', 'c-action text-slate-700 dark:text-slate-300', c.action || 'change'),
+    el('span', 'c-versions font-mono text-xs', `v${c.version_before ?? '?'} → v${c.version_after ?? '?'}`));
+  td.append(head);
+  if (c.summary) td.append(el('p', 'c-summary mt-0.5 whitespace-pre-line break-words font-mono text-xs text-slate-700 dark:text-slate-300', c.summary));
+  tr.append(td);
+  return tr;
+}
+
 // ---------- export ----------
 
 function stamp() { return new Date().toISOString().replace(/[:.]/g, '-'); }
@@ -564,6 +510,9 @@ const CSV_COLUMNS = [
   ['limit_requests', (e) => e.limit?.requests], ['limit_window_seconds', windowSeconds], ['algorithm', (e) => e.limit?.algorithm],
   ['remaining', (e) => e.remaining], ['retry_after_seconds', retrySeconds], ['shadow', (e) => !!e.shadow],
   ['degraded', (e) => !!e.degraded], ['replica', (e) => e.replica], ['config_version', (e) => e.config_version],
+  ['kind', (e) => e.kind || 'denial'], ['actor', (e) => e.change?.actor], ['action', (e) => e.change?.action],
+  ['version_before', (e) => e.change?.version_before], ['version_after', (e) => e.change?.version_after],
+  ['summary', (e) => e.change?.summary],
 ];
 
 function exportCSV() {
@@ -598,7 +547,10 @@ const conn = {
     clearInterval(this.countdown);
     let ws;
     try {
-      ws = new WebSocket(this.url());
+      // Browsers cannot send an Authorization header on a WebSocket: the token rides as a subprotocol, and
+      // the server answers with "floodgate.v1".
+      const token = getToken();
+      ws = token ? new WebSocket(this.url(), ['floodgate.v1', `bearer.${token}`]) : new WebSocket(this.url());
     } catch {
       this.retry();
       return;
@@ -618,6 +570,8 @@ const conn = {
     clearInterval(this.countdown);
     this.countdown = setInterval(show, 250);
     this.timer = setTimeout(() => { clearInterval(this.countdown); this.open(); }, delay);
+    // Every third failure in a row, ask whether the token is still good (a 401 ends the session).
+    if (getToken() && this.attempt % 3 === 0) auth.checkSession();
   },
   onMessage(data) {
     let msg;
@@ -629,7 +583,7 @@ const conn = {
         $('replica').textContent = msg.replica ? `replica ${msg.replica}` : '';
         charts.reset([...(msg.history || []), ...(msg.snapshot ? [msg.snapshot] : [])]);
         if (tsOf(msg.snapshot) !== null) renderSnapshot(msg.snapshot);
-        renderLimits(msg.limits);
+        cfg.fromWS(msg.limits);
         audit.add(msg.events);
         audit.setDropped(msg.dropped_events);
         audit.setOffenders(msg.offenders);
@@ -646,7 +600,7 @@ const conn = {
         audit.setOffenders(msg.offenders);
         break;
       case 'limits':
-        renderLimits(msg.limits);
+        cfg.fromWS(msg.limits);
         break;
       default:
         break; // unknown message types are ignored so the server can add new ones
@@ -660,7 +614,7 @@ function init() {
   theme.init();
   initTabs();
   for (const id of ['f-text', 'f-client']) $(id).addEventListener('input', () => audit.render());
-  $('f-rule').addEventListener('change', () => audit.render());
+  for (const id of ['f-rule', 'f-kind']) $(id).addEventListener('change', () => audit.render());
   $('filters').addEventListener('submit', (e) => e.preventDefault());
   $('pause').addEventListener('click', () => audit.togglePause());
   $('export-csv').addEventListener('click', exportCSV);
@@ -675,7 +629,11 @@ function init() {
   audit.renderOffenders();
   audit.render();
   new ResizeObserver(() => charts.resize()).observe($('main'));
-  conn.open();
+  auth.start(() => {
+    cfg.init();
+    showPane(location.hash.slice(1) || activePane); // the OIDC return restores the pane it left from
+    conn.open();
+  });
 }
 
 // uPlot is a deferred classic script; module scripts run after it, so window.uPlot is ready here.

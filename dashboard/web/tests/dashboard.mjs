@@ -128,6 +128,17 @@ async function main() {
     rows: document.querySelectorAll('#cfg-domains tbody tr').length,
   }));
   check(cfg.version !== '—' && cfg.domains > 0 && cfg.rows > 0, `configuration pane is empty: ${JSON.stringify(cfg)}`);
+  // This server runs without authentication (loopback) and with --config (file source): the header says
+  // so, and the pane offers no editing.
+  const modeInfo = await page.evaluate(() => ({
+    noAuth: !document.getElementById('auth-none').hidden,
+    source: document.getElementById('cfg-source').textContent,
+    note: document.getElementById('cfg-mode').textContent,
+    edits: document.querySelectorAll('#pane-config [data-action]').length,
+  }));
+  check(modeInfo.noAuth, 'no "no authentication" badge on a server without authentication');
+  check(modeInfo.source === 'file' && /come from files/.test(modeInfo.note) && modeInfo.edits === 0,
+    `file-sourced limits: ${JSON.stringify(modeInfo)}`);
   emit({ step, ok: true, ...cfg });
   await shot('config-light');
 
