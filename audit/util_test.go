@@ -20,7 +20,6 @@ func sha16(s string) string {
 
 func utf8Valid(s string) bool { return utf8.ValidString(s) }
 
-func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
 
 // counterWith returns the collector of metric name with label stage=stage from reg.
 func counterWith(t testing.TB, reg *prometheus.Registry, name, stage string) prometheus.Collector {
