@@ -20,7 +20,6 @@ func sha16(s string) string {
 
 func utf8Valid(s string) bool { return utf8.ValidString(s) }
 
-
 // counterWith returns the collector of metric name with label stage=stage from reg.
 func counterWith(t testing.TB, reg *prometheus.Registry, name, stage string) prometheus.Collector {
 	t.Helper()
