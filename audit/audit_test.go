@@ -30,6 +30,7 @@ func TestBound(t *testing.T) {
 		{name: "short", give: "alice", want: "alice"},
 		{name: "exactly max", give: strings.Repeat("b", MaxValueBytes), want: strings.Repeat("b", MaxValueBytes)},
 		{name: "invalid utf8", give: "a\xffb", want: `a\xffb`},
+		{name: "NUL", give: "a\x00b", want: `a\x00b`},
 		{name: "long", give: long, want: strings.Repeat("a", MaxValueBytes-len("…sha256:")-16) + "…sha256:" + sha16(long)},
 	}
 	for _, tt := range tests {

@@ -3,6 +3,8 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +185,55 @@ func TestPostgresRetryIsIdempotent(t *testing.T) {
 	}
 	if len(rows) != 3 || rows[0].Entries[0].Value != "u1" || rows[0].Change != nil {
 		t.Errorf("rows: got %+v", rows)
+	}
+}
+
+// Values with the characters COPY's text format and JSON must escape survive the trip to PostgreSQL
+// exactly (after Bound), and the hand-written entries JSON decodes like encoding/json's.
+func TestPostgresOddValues(t *testing.T) {
+	db := newTestDB(t)
+	r, err := New(Options{Replica: "r1", DB: db.pool(t, ""), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd := []string{"back\\slash", "tab\there", "new\nline", "cr\rhere", "quote\"d", "nul\x00byte", "bad\xffutf8",
+		"émoji 🚦", `\N`, `\.`, "<html>&amp;", "ctl\x01\x1f", strings.Repeat("long", 100)}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var events []*Event
+	for i, v := range odd {
+		events = append(events, &Event{ID: fmt.Sprintf("01JBBBBBBBBBBBBBBBBBBBBB%02d", i), Time: now, Kind: KindDenial,
+			Service: "authz", Domain: Bound(v), Rule: "api.odd", Entries: []Entry{{Key: Bound(v), Value: Bound(v)}},
+			ClientIP: "192.0.2.1", Path: Bound(v), Host: Bound(v), Replica: "r1"})
+		var viaJSON, viaOurs []Entry
+		ours := appendEntriesJSON(nil, events[i].Entries)
+		std, _ := json.Marshal(events[i].Entries)
+		if err := json.Unmarshal(ours, &viaOurs); err != nil {
+			t.Fatalf("%q: our entries JSON %s does not decode: %v", v, ours, err)
+		}
+		_ = json.Unmarshal(std, &viaJSON)
+		if diff := cmp.Diff(viaJSON, viaOurs); diff != "" {
+			t.Errorf("%q: entries JSON differs from encoding/json's (-std +ours):\n%s", v, diff)
+		}
+	}
+	if err := r.writePostgres(context.Background(), events); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := r.Query(context.Background(), Filter{Rule: "api.odd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(odd) {
+		t.Fatalf("got %d rows, want %d", len(rows), len(odd))
+	}
+	for _, got := range rows {
+		var want *Event
+		for _, e := range events {
+			if e.ID == got.ID {
+				want = e
+			}
+		}
+		if diff := cmp.Diff(*want, got); diff != "" {
+			t.Errorf("row %s (-want +got):\n%s", got.ID, diff)
+		}
 	}
 }

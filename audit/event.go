@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -78,19 +79,21 @@ type Change struct {
 	Diff json.RawMessage `json:"diff,omitempty"`
 }
 
-// Bound returns s made safe for the audit trail: invalid UTF-8 bytes are escaped as \xNN, and a result
+// Bound returns s made safe for the audit trail: invalid UTF-8 bytes and NUL (which PostgreSQL text and
+// jsonb refuse) are escaped as \xNN, and a result
 // longer than MaxValueBytes is cut (at a rune boundary) and ends with "…sha256:" and the first 16 hex
 // digits of the SHA-256 of the original s, so distinct long values stay distinguishable.
 func Bound(s string) string {
-	if len(s) <= MaxValueBytes && utf8.ValidString(s) {
+	clean := utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+	if len(s) <= MaxValueBytes && clean {
 		return s
 	}
 	v := s
-	if !utf8.ValidString(s) {
+	if !clean {
 		b := make([]byte, 0, len(s)+8)
 		for i := 0; i < len(s); {
 			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
+			if r == utf8.RuneError && size == 1 || r == 0 {
 				b = append(b, `\x`...)
 				b = append(b, hex.EncodeToString([]byte{s[i]})...)
 			} else {

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -90,24 +91,32 @@ FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $
 	change)
 ON CONFLICT (id) DO NOTHING`
 
-// copyColumns are the columns COPY writes, in the order of copyRow's values.
-var copyColumns = []string{"id", "time", "kind", "service", "domain", "rule", "entries", "client_ip", "proxy_ip",
-	"method", "host", "path", "limit_name", "limit_requests", "limit_window_ms", "algorithm", "remaining",
-	"retry_after_ms", "replica", "config_version", "shadow", "degraded", "change"}
+// copySQL writes a batch in COPY's text format (see appendCopyRow for the column order).
+const copySQL = `COPY audit_events (id, time, kind, service, domain, rule, entries, client_ip, proxy_ip, method, host,
+	path, limit_name, limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, config_version,
+	shadow, degraded, change) FROM STDIN`
 
-// writePostgres writes one batch with COPY (the cheapest path for PostgreSQL and for this process),
-// applying the migrations first if they have not been yet. COPY is all or nothing; should a retried batch
-// find some of its rows already stored (the first attempt committed but its answer was lost), the batch is
-// written again with the idempotent INSERT … ON CONFLICT DO NOTHING.
+// writePostgres writes one batch with COPY (the cheapest path for PostgreSQL and for this process: the rows
+// are appended as text, no per-value encoding plans), applying the migrations first if they have not been
+// yet. COPY is all or nothing; should a retried batch find some of its rows already stored (the first
+// attempt committed but its answer was lost), the batch is written again with the idempotent INSERT … ON
+// CONFLICT DO NOTHING.
 func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
 	if !r.migrated.Load() {
 		if err := r.Migrate(ctx); err != nil {
 			return err
 		}
 	}
-	row := make([]any, len(copyColumns))
-	_, err := r.db.CopyFrom(ctx, pgx.Identifier{"audit_events"}, copyColumns,
-		pgx.CopyFromSlice(len(events), func(i int) ([]any, error) { return copyRow(row, events[i]) }))
+	buf := make([]byte, 0, 512*len(events))
+	for _, e := range events {
+		buf = appendCopyRow(buf, e)
+	}
+	conn, err := r.db.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("audit copy %d events: %w", len(events), err)
+	}
+	_, err = conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf), copySQL)
+	conn.Release()
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return r.insertPostgres(ctx, events)
@@ -118,30 +127,121 @@ func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
 	return nil
 }
 
-// copyRow fills row with e's column values (see copyColumns); row is reused for every event of a batch.
-func copyRow(row []any, e *Event) ([]any, error) {
-	ents := e.Entries
-	if ents == nil {
-		ents = []Entry{}
+// appendCopyRow appends e as one line of COPY's text format: tab-separated columns in copySQL's order,
+// \N for NULL, and backslash, newline, carriage return and tab escaped inside values.
+func appendCopyRow(b []byte, e *Event) []byte {
+	b = appendCopyText(b, e.ID)
+	b = append(b, '\t')
+	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	for _, v := range []string{e.Kind, e.Service, e.Domain, e.Rule} {
+		b = append(b, '\t')
+		b = appendCopyText(b, v)
 	}
-	entries, err := json.Marshal(ents)
-	if err != nil {
-		return nil, err
+	b = append(b, '\t')
+	b = appendCopyText(b, string(appendEntriesJSON(nil, e.Entries)))
+	for _, v := range []string{e.ClientIP, e.ProxyIP, e.Method, e.Host, e.Path, e.Limit.Name} {
+		b = append(b, '\t')
+		b = appendCopyText(b, v)
 	}
-	var change any // NULL for denials
-	if e.Change != nil {
-		b, err := json.Marshal(e.Change)
+	b = append(b, '\t')
+	b = strconv.AppendUint(b, e.Limit.Requests, 10)
+	b = append(b, '\t')
+	b = strconv.AppendInt(b, e.Limit.Window.Milliseconds(), 10)
+	b = append(b, '\t')
+	b = appendCopyText(b, e.Limit.Algorithm)
+	b = append(b, '\t')
+	b = strconv.AppendUint(b, e.Remaining, 10)
+	b = append(b, '\t')
+	b = strconv.AppendInt(b, e.RetryAfter.Milliseconds(), 10)
+	b = append(b, '\t')
+	b = appendCopyText(b, e.Replica)
+	b = append(b, '\t')
+	b = strconv.AppendUint(b, e.ConfigVersion, 10)
+	b = append(b, '\t')
+	b = appendCopyBool(b, e.Shadow)
+	b = append(b, '\t')
+	b = appendCopyBool(b, e.Degraded)
+	b = append(b, '\t')
+	if e.Change == nil {
+		b = append(b, `\N`...)
+	} else {
+		data, err := json.Marshal(e.Change) // rare: configuration changes only
 		if err != nil {
-			return nil, err
+			data = []byte(`{"note":"unencodable change"}`)
 		}
-		change = string(b)
+		b = appendCopyText(b, string(data))
 	}
-	row[0], row[1], row[2], row[3], row[4], row[5], row[6] = e.ID, e.Time, e.Kind, e.Service, e.Domain, e.Rule, string(entries)
-	row[7], row[8], row[9], row[10], row[11] = e.ClientIP, e.ProxyIP, e.Method, e.Host, e.Path
-	row[12], row[13], row[14], row[15] = e.Limit.Name, int64(e.Limit.Requests), e.Limit.Window.Milliseconds(), e.Limit.Algorithm
-	row[16], row[17], row[18], row[19] = int64(e.Remaining), e.RetryAfter.Milliseconds(), e.Replica, int64(e.ConfigVersion)
-	row[20], row[21], row[22] = e.Shadow, e.Degraded, change
-	return row, nil
+	return append(b, '\n')
+}
+
+func appendCopyBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 't')
+	}
+	return append(b, 'f')
+}
+
+// appendCopyText appends s escaped for COPY's text format.
+func appendCopyText(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// appendEntriesJSON appends entries as the JSON array [{"key":…,"value":…},…] (what json.Marshal gives,
+// without its reflection: the audit writes one per event).
+func appendEntriesJSON(b []byte, entries []Entry) []byte {
+	b = append(b, '[')
+	for i, e := range entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"key":`...)
+		b = appendJSONString(b, e.Key)
+		b = append(b, `,"value":`...)
+		b = appendJSONString(b, e.Value)
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// appendJSONString appends s as a JSON string. s is valid UTF-8 (Bound made it so).
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			switch c {
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
 }
 
 // insertPostgres inserts one batch idempotently (rows whose id is already stored are skipped).
