@@ -135,6 +135,13 @@
 // history, delete and LTRIM what falls off, PUBLISH. The replicas hash expires after 10 liveness windows
 // without a report; List deletes entries older than the window.
 //
+// # Diffs and edits
+//
+// Diff compares two snapshots rule by rule (descriptor rules by path, HTTP rules by name, domains) for the
+// admin API's previews, the history and the audit trail. PatchRule, ReplaceDomain and RemoveDomain edit the
+// YAML documents themselves (yaml.v3 nodes: comments, order and formatting survive); the caller compiles
+// the result, so an edit is validated exactly like a file.
+//
 // # Invariants
 //
 //   - A Snapshot never changes after it is returned; Match, HTTPRules and Domains are safe for concurrent
