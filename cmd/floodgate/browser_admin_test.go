@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -145,77 +141,25 @@ func adminShots(t *testing.T, name string) string {
 // unless the script ends with its done line.
 func runAdminScript(t *testing.T, s *server, scenario, shots string, env []string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join("tests", "admin.mjs"), scenario, "http://"+s.httpAddr, shots)
-	cmd.Dir = webDir
-	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = 5 * time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start node: %v", err)
-	}
-
-	var lines []string
-	done := false
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		lines = append(lines, line)
-		t.Log(line)
-		if req, ok := strings.CutPrefix(line, "ASK "); ok {
-			var a adminAsk
-			if err := json.Unmarshal([]byte(req), &a); err != nil || a.Op != "rls" {
-				t.Errorf("unknown ask %q (%v)", req, err)
-				break
-			}
-			got, err := countUntilOverLimit(ctx, s.conn, a)
-			if err != nil {
-				t.Errorf("rls: %v", err)
-				break
-			}
-			if got.OKCount != a.Want || !got.OverLimit {
-				t.Errorf("RLS %s=%s after the dashboard's change: got %d OK then over_limit=%v, want %d OK then OVER_LIMIT",
-					a.Key, a.Value, got.OKCount, got.OverLimit, a.Want)
-			}
-			b, _ := json.Marshal(got)
-			if _, err := fmt.Fprintf(stdin, "%s\n", b); err != nil {
-				t.Errorf("answer the browser script: %v", err)
-				break
-			}
-			continue
+	runNodeScript(t, s, 3*time.Minute, env, func(ctx context.Context, line string) (any, bool, error) {
+		req, ok := strings.CutPrefix(line, "ASK ")
+		if !ok {
+			return nil, false, nil
 		}
-		var r struct {
-			Step string `json:"step"`
-			OK   bool   `json:"ok"`
+		var a adminAsk
+		if err := json.Unmarshal([]byte(req), &a); err != nil || a.Op != "rls" {
+			return nil, true, fmt.Errorf("unknown ask (%v)", err)
 		}
-		if json.Unmarshal([]byte(line), &r) == nil && r.Step == "done" && r.OK {
-			done = true
+		got, err := countUntilOverLimit(ctx, s.conn, a)
+		if err != nil {
+			return nil, true, fmt.Errorf("rls: %w", err)
 		}
-	}
-	_, _ = io.Copy(io.Discard, stdout) // drain, so Wait does not block on a full pipe
-	stdin.Close()
-	err = cmd.Wait()
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		t.Fatalf("browser script failed (exit %d); last output: %s\nstderr:\n%s\nserver logs:\n%s",
-			exit.ExitCode(), last(lines), stderr.String(), s.logs)
-	case err != nil:
-		t.Fatalf("browser script: %v\nstderr:\n%s", err, stderr.String())
-	case !done:
-		t.Fatalf("browser script exited 0 without its done line; last output: %s", last(lines))
-	}
+		if got.OKCount != a.Want || !got.OverLimit {
+			t.Errorf("RLS %s=%s after the dashboard's change: got %d OK then over_limit=%v, want %d OK then OVER_LIMIT",
+				a.Key, a.Value, got.OKCount, got.OverLimit, a.Want)
+		}
+		return got, true, nil
+	}, filepath.Join("tests", "admin.mjs"), scenario, "http://"+s.httpAddr, shots)
 }
 
 func checkShots(t *testing.T, dir string, names ...string) {

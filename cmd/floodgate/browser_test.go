@@ -150,10 +150,32 @@ func TestDashboardBrowser(t *testing.T) {
 	}
 	t.Logf("dashboard screenshots: %s", shots)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	runNodeScript(t, s, 2*time.Minute, nil, func(ctx context.Context, line string) (any, bool, error) {
+		phase, ok := strings.CutPrefix(line, "READY-FOR-DENIALS ")
+		if !ok {
+			return nil, false, nil
+		}
+		plan, err := driveDenials(ctx, s, phase)
+		return plan, true, err
+	}, filepath.Join("tests", "dashboard.mjs"), "http://"+s.httpAddr, shots)
+	for _, name := range []string{"health-light", "config-light", "audit-light", "health-dark", "config-dark", "audit-dark"} {
+		if fi, err := os.Stat(filepath.Join(shots, name+".png")); err != nil || fi.Size() < 1000 {
+			t.Errorf("screenshot %s.png missing or empty: %v", name, err)
+		}
+	}
+}
+
+// runNodeScript runs node with args in the web directory against s and fails the test unless the script
+// ends with its {"step":"done","ok":true} line. ask sees every output line: for a question it returns the
+// answer (written back as one JSON line on the script's stdin) and true.
+func runNodeScript(t *testing.T, s *server, timeout time.Duration, env []string,
+	ask func(ctx context.Context, line string) (answer any, asked bool, err error), args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join("tests", "dashboard.mjs"), "http://"+s.httpAddr, shots)
+	cmd := exec.CommandContext(ctx, "node", args...)
 	cmd.Dir = webDir
+	cmd.Env = append(os.Environ(), env...)
 	cmd.WaitDelay = 5 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -177,14 +199,13 @@ func TestDashboardBrowser(t *testing.T) {
 		line := sc.Text()
 		lines = append(lines, line)
 		t.Log(line)
-		if phase, ok := strings.CutPrefix(line, "READY-FOR-DENIALS "); ok {
-			plan, err := driveDenials(ctx, s, phase)
-			if err != nil {
-				stdin.Close()
-				t.Errorf("drive denials: %v", err)
-				break
-			}
-			b, _ := json.Marshal(plan)
+		answer, asked, err := ask(ctx, line)
+		if err != nil {
+			t.Errorf("answer %q: %v", line, err)
+			break
+		}
+		if asked {
+			b, _ := json.Marshal(answer)
 			if _, err := fmt.Fprintf(stdin, "%s\n", b); err != nil {
 				t.Errorf("answer the browser script: %v", err)
 				break
@@ -211,11 +232,6 @@ func TestDashboardBrowser(t *testing.T) {
 		t.Fatalf("browser script: %v\nstderr:\n%s", err, stderr.String())
 	case !done:
 		t.Fatalf("browser script exited 0 without its done line; last output: %s", last(lines))
-	}
-	for _, name := range []string{"health-light", "config-light", "audit-light", "health-dark", "config-dark", "audit-dark"} {
-		if fi, err := os.Stat(filepath.Join(shots, name+".png")); err != nil || fi.Size() < 1000 {
-			t.Errorf("screenshot %s.png missing or empty: %v", name, err)
-		}
 	}
 }
 
