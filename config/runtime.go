@@ -70,6 +70,9 @@ type RuntimeObserver interface {
 	// LoadFailed: a candidate was rejected (file source), or a stored version does not compile. Called
 	// once per distinct rejected document, not once per poll.
 	LoadFailed(err error)
+	// LoadRecovered: after a LoadFailed, the files are valid again and equal the running version (nothing
+	// new to apply, so no Applied call follows).
+	LoadRecovered()
 }
 
 // Status is what the runtime is enforcing and how its last load went (for /readyz and the admin API).

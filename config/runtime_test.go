@@ -101,6 +101,13 @@ type runtimeRecorder struct {
 	applied []Info
 	lags    []time.Duration
 	failed  []error
+	healed  int
+}
+
+func (r *runtimeRecorder) LoadRecovered() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.healed++
 }
 
 func (r *runtimeRecorder) Applied(info Info, lag time.Duration) {

@@ -122,6 +122,9 @@ func (r *Runtime) filesValidAgain() {
 	if failed {
 		r.logger.Info("limits files are valid again; the running version is unchanged",
 			"path", r.path, "version", r.runningVersion())
+		if r.observer != nil {
+			r.observer.LoadRecovered()
+		}
 		r.kickReport()
 	}
 }

@@ -213,6 +213,12 @@ func TestRuntimeFileMissingPath(t *testing.T) {
 	if st := r.Status(); st.Version != 1 || st.Reloads != 0 || st.LastError != "" {
 		t.Errorf("status: got %+v, want version 1, no reload, no error", st)
 	}
+	obs.mu.Lock()
+	healed := obs.healed
+	obs.mu.Unlock()
+	if healed != 1 {
+		t.Errorf("LoadRecovered: got %d calls, want 1 (the metrics' last-load gauge follows it)", healed)
+	}
 }
 
 // TestRuntimeFileHalfWritten: a broken state seen by a single poll (a file caught mid-write) is not

@@ -149,6 +149,9 @@ func (m *Metrics) Applied(info config.Info, lag time.Duration) {
 	m.configLagHist.Observe(lag.Seconds())
 }
 
+// LoadRecovered records that the limits files are valid again (config.RuntimeObserver).
+func (m *Metrics) LoadRecovered() { m.configOK.Set(1) }
+
 // LoadFailed records a rejected limits document (config.RuntimeObserver).
 func (m *Metrics) LoadFailed(error) {
 	m.configErrors.Inc()

@@ -122,6 +122,8 @@ func (o *configObserver) Applied(info config.Info, lag time.Duration) {
 
 func (o *configObserver) LoadFailed(err error) { o.next.LoadFailed(err) }
 
+func (o *configObserver) LoadRecovered() { o.next.LoadRecovered() }
+
 // usageInspector adapts the decision service's counter inspection to the admin API.
 type usageInspector struct{ svc *extauthz.Service }
 

@@ -234,6 +234,19 @@ func TestDuplicateDescriptorsRejected(t *testing.T) {
 	if got := admitted(t, s, 11, rlsRequest("api", "user", "vip")); got != 5 {
 		t.Errorf("vip: got %d admitted, want 5", got)
 	}
+
+	// Fixing the file (back to what runs) clears the failure everywhere, the metric included.
+	if err := os.WriteFile(path, []byte(b38v1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for metric(t, s, "floodgate_config_last_load_success") != 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.do("GET", "/api/v1/status", nil).json(t, &st)
+	if got := metric(t, s, "floodgate_config_last_load_success"); got != 1 || !st.LastLoadOK {
+		t.Errorf("after the fix: floodgate_config_last_load_success %v, status %+v; want 1 and last_load_ok", got, st)
+	}
 }
 
 // B38 through the API (api source): 400 naming the duplicate path; a YAML map with a repeated key too.
