@@ -237,3 +237,28 @@ func TestPostgresOddValues(t *testing.T) {
 		}
 	}
 }
+
+// An event PostgreSQL cannot store (here a NUL that skipped Bound) costs that event only — dropped and
+// counted — and never stalls the history behind it.
+func TestPostgresPoisonEventIsolated(t *testing.T) {
+	db := newTestDB(t)
+	r, err := New(Options{Replica: "r1", DB: db.pool(t, ""), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	ev := func(id, domain string) *Event {
+		return &Event{ID: id, Time: now, Kind: KindDenial, Service: "ratelimit", Domain: domain, Rule: "api.user", Replica: "r1",
+			Entries: []Entry{{Key: "user", Value: domain}}}
+	}
+	batch := []*Event{ev("01JCCCCCCCCCCCCCCCCCCCCCC1", "ok"), ev("01JCCCCCCCCCCCCCCCCCCCCCC2", "nul\x00here"), ev("01JCCCCCCCCCCCCCCCCCCCCCC3", "ok")}
+	if err := r.writePostgres(context.Background(), batch); err != nil {
+		t.Fatalf("a batch with one unstorable event: %v, want it written without that event", err)
+	}
+	if got := db.ids(t); len(got) != 2 {
+		t.Errorf("got rows %v, want the 2 storable events", got)
+	}
+	if got := r.Stats().PostgresDropped; got != 1 {
+		t.Errorf("PostgresDropped: got %d, want 1", got)
+	}
+}

@@ -118,11 +118,38 @@ func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
 	_, err = conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf), copySQL)
 	conn.Release()
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation
 		return r.insertPostgres(ctx, events)
-	}
-	if err != nil {
+	case isDataError(err):
+		return r.isolatePoison(ctx, events, err)
+	case err != nil:
 		return fmt.Errorf("audit copy %d events: %w", len(events), err)
+	}
+	return nil
+}
+
+// isDataError reports whether PostgreSQL refused the data itself (SQLSTATE class 22, data exception, e.g.
+// a value it cannot store): retrying the same batch would fail forever.
+func isDataError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "22")
+}
+
+// isolatePoison writes a batch PostgreSQL refused one event at a time, so a single event it cannot store
+// (which Bound should have made impossible) costs that event — dropped, counted and logged — instead of
+// stalling the history behind it forever.
+func (r *Recorder) isolatePoison(ctx context.Context, events []*Event, cause error) error {
+	r.log.Warn("audit batch refused by PostgreSQL; writing its events one by one", "events", len(events), "err", cause)
+	for _, e := range events {
+		err := r.insertPostgres(ctx, []*Event{e})
+		switch {
+		case isDataError(err):
+			r.pg.dropped.Add(1)
+			r.log.Error("audit event dropped: PostgreSQL cannot store it", "id", e.ID, "kind", e.Kind, "err", err)
+		case err != nil:
+			return err // an outage: the batcher retries (the events already written are skipped by id)
+		}
 	}
 	return nil
 }
