@@ -132,6 +132,7 @@ func Require(a Authenticator, role Role, next http.Handler) http.Handler {
 				challenge += `, error="invalid_token", error_description="` + detail + `"`
 			}
 			w.Header().Set("WWW-Authenticate", challenge)
+			closeUnread(w, r)
 			writeProblem(w, http.StatusUnauthorized, "unauthorized", "Unauthorized", detail)
 			return
 		}
@@ -139,12 +140,22 @@ func Require(a Authenticator, role Role, next http.Handler) http.Handler {
 			if fc, ok := a.(failureCounter); ok {
 				fc.countFailure(ReasonForbidden)
 			}
+			closeUnread(w, r)
 			writeProblem(w, http.StatusForbidden, "forbidden", "Forbidden",
 				"role "+p.Role.String()+" may not do this; it needs "+max(role, RoleViewer).String())
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 	})
+}
+
+// closeUnread ends the connection after a refusal when the request still has a body coming: the server
+// would otherwise read (and wait for) a body nobody will look at, which an unauthenticated client could use
+// to hold connections open.
+func closeUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // writeProblem writes an RFC 9457 problem in the shape of the admin API's errors.

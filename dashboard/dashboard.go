@@ -91,6 +91,10 @@ type Dashboard struct {
 	peers map[chan []byte]struct{} // one per session: the encoded messages Run fans out
 }
 
+// StatusTokenExpired is the WebSocket close code of a session whose token expired (4000–4999 are the
+// application's).
+const StatusTokenExpired websocket.StatusCode = 4001
+
 // peerBuffer bounds the messages waiting for one session; a session that falls further behind is dropped.
 const peerBuffer = 64
 
@@ -356,9 +360,20 @@ func (d *Dashboard) serveWS(w http.ResponseWriter, r *http.Request) {
 
 	pingTick := time.NewTicker(d.o.PingEvery)
 	defer pingTick.Stop()
+	// The session lives as long as the token that opened it: at its expiry the feed closes (code 4001) and
+	// the page must come back with a fresh token.
+	var expired <-chan time.Time
+	if p, ok := auth.FromContext(r.Context()); ok && !p.ExpiresAt.IsZero() {
+		t := time.NewTimer(time.Until(p.ExpiresAt))
+		defer t.Stop()
+		expired = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-expired:
+			c.Close(StatusTokenExpired, "token expired")
 			return
 		case b, ok := <-feed:
 			if !ok {

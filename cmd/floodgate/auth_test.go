@@ -7,9 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
@@ -187,6 +190,26 @@ func TestAuthModes(t *testing.T) {
 		if r := c.do("GET", "/api/v1/me", nil); r.code != 401 {
 			t.Errorf("wrong secret: got %d, want 401", r.code)
 		}
+
+		// A dashboard session ends when its token expires: the server closes the feed with code 4001.
+		short := authtest.HS256Token([]byte(secret), jwt.MapClaims{"roles": "viewer", "exp": time.Now().Add(2 * time.Second).Unix()})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ws, _, err := websocket.Dial(ctx, "ws://"+s.httpAddr+"/ws", &websocket.DialOptions{Subprotocols: []string{"floodgate.v1", "bearer." + short}})
+		if err != nil {
+			t.Fatalf("dial with a 2 s token: %v", err)
+		}
+		defer ws.CloseNow()
+		ws.SetReadLimit(1 << 24)
+		opened := time.Now()
+		for {
+			if _, _, err = ws.Read(ctx); err != nil {
+				break
+			}
+		}
+		if code := websocket.CloseStatus(err); code != 4001 || time.Since(opened) > 4*time.Second {
+			t.Errorf("feed of an expiring token: closed with %v after %s, want 4001 within about 2 s", err, time.Since(opened))
+		}
 	})
 }
 
@@ -269,5 +292,64 @@ func TestTokenCommand(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"token", "--sub", "a"}, func(string) string { return "short" }, io.Discard, io.Discard, nil); err == nil {
 		t.Error("a short secret: got no error")
+	}
+}
+
+// Without authentication (loopback), requests naming another host are refused: a page on the operator's
+// machine cannot reach the admin API through DNS rebinding. With --insecure-no-auth the operator chose to
+// serve any host.
+func TestLoopbackHostOnly(t *testing.T) {
+	s := startInProcess(t)
+	send := func(host string) int {
+		req, _ := http.NewRequest("GET", "http://"+s.httpAddr+"/api/v1/limits", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	_, port, _ := net.SplitHostPort(s.httpAddr)
+	for host, want := range map[string]int{
+		"127.0.0.1:" + port: 200, "localhost:" + port: 200, "LOCALHOST": 200, "[::1]:" + port: 200,
+		"rebind.evil.example:" + port: 421, "evil.example": 421, "10.0.0.1:" + port: 421,
+	} {
+		if got := send(host); got != want {
+			t.Errorf("Host %q: got %d, want %d", host, got, want)
+		}
+	}
+}
+
+// Slow or never-finished request bodies hold at most --http-max-conns connections; the gRPC decision path
+// keeps answering meanwhile.
+func TestSlowBodiesDoNotStarveDecisions(t *testing.T) {
+	secret := "0123456789abcdef0123456789abcdef-slow"
+	s := startInProcess(t, "--auth-hs256-secret", secret, "--http-max-conns", "16", "--config", writeLimits(t, e2eLimits))
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 64 {
+		c, err := net.Dial("tcp", s.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		fmt.Fprintf(c, "PUT /api/v1/limits/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/yaml\r\nContent-Length: 100000\r\n\r\nabc")
+	}
+	for i := range 20 {
+		if got := shouldLimit(t, s, rlsRequest("e2e", "internal", strconv.Itoa(i))); got != rlsv3.RateLimitResponse_OK {
+			t.Fatalf("decision %d while 64 slow bodies are held: %s", i, got)
+		}
+	}
+	// The refused requests end their connections instead of waiting for the body.
+	buf := make([]byte, 512)
+	held[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _ := held[0].Read(buf)
+	if !strings.Contains(string(buf[:n]), "401") || !strings.Contains(strings.ToLower(string(buf[:n])), "connection: close") {
+		t.Errorf("answer to an unauthenticated slow body: %q, want 401 with Connection: close", buf[:n])
 	}
 }

@@ -44,6 +44,7 @@ type Config struct {
 	// Runtime limits and the admin API.
 	ConfigSource string // "file" or "api"; default file with --config, api without
 	ConfigPoll   time.Duration
+	HTTPMaxConns int
 	AdminRate    float64 // admin API requests per second per caller
 	AdminBurst   uint64
 
@@ -120,6 +121,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 2*time.Second, "on shutdown, time between reporting NOT_SERVING and stopping the servers")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "on shutdown, how long in-flight calls may take to finish")
 	fs.StringVar(&c.ConfigSource, "config-source", "", "where the limits live: file (--config is the truth, reloaded on change; the admin API is read-only) or api (the store is the truth: Redis with --redis-url, else this process; --config only seeds an empty store). Default: file with --config, api without")
+	fs.IntVar(&c.HTTPMaxConns, "http-max-conns", 4096, "most HTTP connections served at once (dashboards, API, metrics); more wait to be accepted")
 	fs.DurationVar(&c.ConfigPoll, "config-poll", time.Second, "with --config-source=file, how often the files are checked for changes")
 	fs.Float64Var(&c.AdminRate, "admin-rate", 20, "admin API requests per second allowed per caller (token bucket, shared by the fleet with Redis)")
 	fs.Uint64Var(&c.AdminBurst, "admin-burst", 40, "admin API burst per caller")
@@ -241,6 +243,9 @@ func (c Config) validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--config-source: %q is not file or api", c.ConfigSource))
+	}
+	if c.HTTPMaxConns < 16 {
+		errs = append(errs, fmt.Errorf("--http-max-conns: %d is below 16", c.HTTPMaxConns))
 	}
 	if c.ConfigPoll < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("--config-poll: %s is below 100ms", c.ConfigPoll))

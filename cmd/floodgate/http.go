@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,6 +132,25 @@ func newHTTPHandler(reg *prometheus.Registry, h *storeHealth, dash http.Handler)
 	// The dashboard: "/" (the UI), "/assets/" and the WebSocket "/ws".
 	mux.Handle("/", dash)
 	return mux
+}
+
+// loopbackHostOnly answers 421 Misdirected Request unless the request names a loopback host (localhost,
+// 127.0.0.0/8, ::1), with or without a port.
+func loopbackHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		ip, err := netip.ParseAddr(host)
+		if !strings.EqualFold(host, "localhost") && (err != nil || !ip.IsLoopback()) {
+			w.Header().Set("Connection", "close")
+			http.Error(w, "this Floodgate serves loopback host names only (no authentication is configured)", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -222,10 +223,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
+	handler := newHTTPHandler(reg, checker, dash.Handler())
+	if !cfg.authConfigured() && !cfg.InsecureNoAuth {
+		// Everyone on loopback is admin: refuse requests addressed to another host name, so a web page the
+		// operator visits cannot reach the API through DNS rebinding.
+		handler = loopbackHostOnly(handler)
+	}
+	// A bounded number of HTTP connections: a flood of them (slow bodies, idle sockets) waits in the
+	// kernel's backlog instead of taking the file descriptors the gRPC decision path needs.
+	httpLn = netutil.LimitListener(httpLn, cfg.HTTPMaxConns)
 	httpServer := &http.Server{
-		Handler:           newHTTPHandler(reg, checker, dash.Handler()),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// A whole request (the admin API takes bodies up to 1 MiB) within 30 s; WebSocket sessions are
+		// hijacked connections, which net/http frees of these deadlines.
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: time.Minute,
+		IdleTimeout:  2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 

@@ -558,7 +558,13 @@ const conn = {
     this.ws = ws;
     if (this.attempt === 0) this.setState('connecting', 'Connecting…');
     ws.onmessage = (m) => this.onMessage(m.data);
-    ws.onclose = () => { if (this.ws === ws) { this.ws = null; this.retry(); } };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      // 4001: the server closed the feed because the token expired.
+      if (ev.code === 4001 && getToken()) { auth.expire('Your session ended: the token expired. Sign in again.'); return; }
+      this.retry();
+    };
     ws.onerror = () => { /* onclose follows and schedules the retry */ };
   },
   retry() {
