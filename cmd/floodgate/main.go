@@ -118,6 +118,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	if auditOpts.DB != nil {
+		// Create the table now when PostgreSQL is there; if it is not, the pipeline migrates before its
+		// first write and events wait in its buffer meanwhile.
+		mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := recorder.Migrate(mctx); err != nil {
+			logger.Warn("audit history: PostgreSQL not ready at start; events wait in the buffer", "err", err)
+		}
+		cancel()
+	}
 
 	// The limits: versioned, from the files or the (fleet's) store, applied at runtime.
 	cobs := &configObserver{next: m, recorder: recorder, logger: logger}
