@@ -35,10 +35,7 @@ func (r *Recorder) writeStream(ctx context.Context, events []*Event) error {
 	pipe := r.redis.Pipeline()
 	for len(events) > 0 {
 		n := min(len(events), eventsPerEntry)
-		data, err := json.Marshal(events[:n])
-		if err != nil {
-			return err
-		}
+		data := appendEventsJSON(make([]byte, 0, 512*n), events[:n])
 		events = events[n:]
 		pipe.XAdd(ctx, &redis.XAddArgs{
 			Stream: r.streamKey,
