@@ -25,7 +25,43 @@ const (
 	maxDepth = 32
 	// maxWindow is the longest window a limit may have.
 	maxWindow = 10 * 365 * 24 * time.Hour
+	// MaxDomainName bounds a domain name in bytes: the name becomes a file name ("api/<domain>.yaml").
+	MaxDomainName = 128
 )
+
+// nameProblem returns why s cannot be a name (a domain, a descriptor key or value, a rule name), or "": it
+// must not hold a control character (a byte below 0x20, or 0x7f: NUL, TAB, CR, LF, ...), which would end
+// up in logs, metric labels, Redis keys and the audit database.
+func nameProblem(s string) string {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < 0x20 || b == 0x7f {
+			return fmt.Sprintf("must not contain control characters (%#02x at byte %d)", b, i)
+		}
+	}
+	return ""
+}
+
+// DomainNameProblem returns why name cannot be a domain's name, or "". Besides being a name (no control
+// characters) a domain names a file wherever limits are stored as files, so it must be non-empty, at most
+// MaxDomainName bytes, without '/' or '\', and must not start with '.'.
+func DomainNameProblem(name string) string {
+	switch {
+	case name == "":
+		return "must not be empty"
+	case len(name) > MaxDomainName:
+		return fmt.Sprintf("is %d bytes long; at most %d (the domain names a file)", len(name), MaxDomainName)
+	}
+	if p := nameProblem(name); p != "" {
+		return p
+	}
+	switch {
+	case strings.ContainsAny(name, `/\`):
+		return `must not contain '/' or '\' (the domain names a file)`
+	case name[0] == '.':
+		return "must not start with '.' (the domain names a file)"
+	}
+	return ""
+}
 
 // The keys each mapping accepts. Anything else is an error (envoyproxy/ratelimit also rejects unknown keys,
 // but checks one flat list for every level).
@@ -245,6 +281,8 @@ func (p *parser) list(n *yaml.Node, path string) ([]*yaml.Node, bool) {
 }
 
 // str reads a scalar as a string (numbers as written, null as ""), like envoyproxy/ratelimit's YAML decoder.
+// A string holding a control character is reported (see nameProblem) and returned with ok false: every
+// string of a limits file is a name, a value matched against requests or a keyword, none has a use for one.
 func (p *parser) str(n *yaml.Node, path string) (string, bool) {
 	n = p.resolve(n)
 	if n == nil {
@@ -256,6 +294,10 @@ func (p *parser) str(n *yaml.Node, path string) (string, bool) {
 	}
 	if n.Tag == "!!null" {
 		return "", true
+	}
+	if reason := nameProblem(n.Value); reason != "" {
+		p.errorf(n.Line, path, "%s", reason)
+		return n.Value, false
 	}
 	return n.Value, true
 }
@@ -370,8 +412,8 @@ func (p *parser) file1(data []byte) *domain {
 	if f, ok := fs["domain"]; ok {
 		d.line = f.key.Line
 		if s, ok := p.str(f.val, "domain"); ok {
-			if s == "" {
-				p.errorf(f.key.Line, "domain", "must not be empty")
+			if reason := DomainNameProblem(s); reason != "" {
+				p.errorf(f.key.Line, "domain", "%s", reason)
 			}
 			d.name = s
 		}
@@ -413,8 +455,9 @@ func (p *parser) descriptors(n *yaml.Node, path string, parent *node, rulePath s
 		line := lineOf(item)
 		var key, value string
 		if f, ok := fs["key"]; ok {
-			key, _ = p.str(f.val, join(ipath, "key"))
-			if key == "" {
+			var valid bool
+			key, valid = p.str(f.val, join(ipath, "key"))
+			if valid && key == "" {
 				p.errorf(f.key.Line, join(ipath, "key"), "must not be empty")
 			}
 		} else {
@@ -608,8 +651,9 @@ func (p *parser) limitSpec(n *yaml.Node, path string, inList bool) (limitSpec, b
 	s.line = lineOf(n)
 	before := p.count
 	if f, ok := fs["name"]; ok {
-		s.name, _ = p.str(f.val, join(path, "name"))
-		if s.name == "" {
+		var valid bool
+		s.name, valid = p.str(f.val, join(path, "name"))
+		if valid && s.name == "" {
 			p.errorf(f.key.Line, join(path, "name"), "must not be empty when given")
 		}
 	}
@@ -627,7 +671,10 @@ func (p *parser) limitSpec(n *yaml.Node, path string, inList bool) (limitSpec, b
 				p.errorf(lineOf(item), join(ipath, "name"), "missing")
 				continue
 			}
-			name, _ := p.str(nf.val, join(ipath, "name"))
+			name, valid := p.str(nf.val, join(ipath, "name"))
+			if !valid {
+				continue
+			}
 			if name == "" {
 				p.errorf(nf.key.Line, join(ipath, "name"), "must not be empty")
 				continue

@@ -169,11 +169,14 @@ func (d *yamlDoc) domain() (string, error) {
 	if v == nil || v.Kind != yaml.ScalarNode || scalar(v) == "" {
 		return "", &Error{File: d.file.Name, Line: k.Line, Path: "domain", Reason: "must be a non-empty string"}
 	}
+	if reason := DomainNameProblem(v.Value); reason != "" {
+		return "", &Error{File: d.file.Name, Line: k.Line, Path: "domain", Reason: reason}
+	}
 	return v.Value, nil
 }
 
 // DomainOf reads the domain key of a limits file without compiling it. Invalid YAML is reported as Errors
-// (with lines), a missing or empty domain as an *Error on path "domain".
+// (with lines), a missing, empty or invalid domain (DomainNameProblem) as an *Error on path "domain".
 func DomainOf(f File) (string, error) {
 	d, err := decodeDoc(f)
 	if err != nil {
@@ -194,9 +197,13 @@ func domainIndex(files []File, domain string) int {
 
 // ReplaceDomain returns files with the document of domain replaced by data (one YAML document, or a JSON
 // object, which is stored as block YAML), keeping that file's Name; a new domain is appended as
-// "api/<domain>.yaml". The domain key of data must equal domain, else an *Error on path "domain". data is
-// not validated beyond that: compile the result.
+// "api/<domain>.yaml". The domain key of data must equal domain, else an *Error on path "domain"; so is a
+// domain that cannot be a name (DomainNameProblem; that *Error has no File). data is not validated beyond
+// that: compile the result.
 func ReplaceDomain(files []File, domain string, data []byte) ([]File, error) {
+	if reason := DomainNameProblem(domain); reason != "" {
+		return nil, &Error{Path: "domain", Reason: fmt.Sprintf("%s %s", quoteClipped(domain, 64), reason)}
+	}
 	i := domainIndex(files, domain)
 	name := "api/" + domain + ".yaml"
 	if i >= 0 {
@@ -229,6 +236,14 @@ func ReplaceDomain(files []File, domain string, data []byte) ([]File, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// quoteClipped quotes s (Go syntax) cut to its first n bytes ("..." marks the cut).
+func quoteClipped(s string, n int) string {
+	if len(s) <= n {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:n]) + "..."
 }
 
 // plain clears the flow and quoting styles of n and its children (JSON → block YAML; strings that would

@@ -13,11 +13,13 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/floodgate/floodgate/audit"
 	"github.com/floodgate/floodgate/auth"
@@ -36,6 +38,11 @@ type LimitsAdmin interface {
 }
 
 // UsageInspector reads and resets the counters of a descriptor (the decision path's store).
+//
+// Its errors say whose fault a failure is: an error wrapping ErrNoRule when no rule of the domain matches
+// the descriptor (the API answers 404), one wrapping ErrInvalidDescriptor when the entries are refused
+// (400; the error's text, which should say why, is the detail); anything else is the server's failure
+// (503, logged, not shown).
 type UsageInspector interface {
 	// Usage reports each limit matched by (domain, entries) with its current counter (check-only, nothing
 	// consumed).
@@ -43,6 +50,14 @@ type UsageInspector interface {
 	// ResetUsage deletes those counters and reports the values they had.
 	ResetUsage(ctx context.Context, domain string, entries []config.Entry) ([]Usage, error)
 }
+
+// Errors a UsageInspector wraps (see there).
+var (
+	// ErrNoRule: no rule of the domain matches the descriptor.
+	ErrNoRule = errors.New("no rule matches the descriptor")
+	// ErrInvalidDescriptor: the descriptor's entries are refused (empty, too long, ...).
+	ErrInvalidDescriptor = errors.New("invalid descriptor")
+)
 
 // Usage is one limit's counter for a descriptor.
 type Usage struct {
@@ -94,8 +109,21 @@ const (
 	maxAuditLimit = 1000
 	// maxEntries bounds a usage descriptor (the configuration nests at most 32 levels).
 	maxEntries = 32
-	// writeAttempts bounds the retries of a write without If-Match that lost a race with another writer.
-	writeAttempts = 3
+	// writeAttempts and writeRetryFor bound the retries of a write without If-Match that lost a race with
+	// other writers: it is applied again to the newer version until it lands. Each lost race means another
+	// write landed, so N writers racing each other all land within N attempts.
+	writeAttempts = 20
+	writeRetryFor = 2 * time.Second
+	// writeBackoff is the mean wait before the first retry; it doubles per retry up to writeBackoffMax, and
+	// each wait is jittered (half of it random) so that the losers do not collide again.
+	writeBackoff    = 4 * time.Millisecond
+	writeBackoffMax = 100 * time.Millisecond
+	// maxQueryValue bounds a query parameter's value (GET /api/v1/audit).
+	maxQueryValue = 256
+	// maxEchoed bounds the bytes of a request value quoted back in an error detail.
+	maxEchoed = 64
+	// maxIfMatchTags bounds the entity tags of an If-Match list.
+	maxIfMatchTags = 32
 	// rateTimeout bounds one admin rate limit decision; the API fails open when the store does not answer.
 	rateTimeout = 250 * time.Millisecond
 	// diffCacheSize bounds the remembered history diffs.
@@ -119,6 +147,10 @@ type api struct {
 
 	domainFiles atomic.Pointer[domainFiles] // the running snapshot's domain → file
 	lastRateErr atomic.Int64                // unix ns of the last logged rate store error
+
+	// writing holds a token while a write reads, edits and stores the limits: this replica's writes take
+	// turns instead of racing each other to the store's compare-and-set (other replicas' still race).
+	writing chan struct{}
 
 	mu    sync.Mutex
 	diffs map[string][]config.Change // history diffs by "digest before>digest after"
@@ -153,7 +185,7 @@ func newAPI(o *Options) (*api, error) {
 		return nil, fmt.Errorf("dashboard: admin limit: %w", err)
 	}
 	a := &api{o: o, auth: o.Auth, rate: o.AdminRate, limit: o.AdminLimit, log: o.Logger,
-		paths: http.NewServeMux(), diffs: map[string][]config.Change{}}
+		paths: http.NewServeMux(), diffs: map[string][]config.Change{}, writing: make(chan struct{}, 1)}
 	viewer := func(method, path string, h func(http.ResponseWriter, *http.Request) error) route {
 		return route{method: method, path: path, role: auth.RoleViewer, handle: h}
 	}
@@ -425,15 +457,19 @@ func (a *api) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	_, _ = w.Write(append(body, '\n'))
 }
 
+// classify turns an error that is not a *problem into one. Errors the client caused (invalid limits, no
+// such domain, ...) say what is wrong; any other error is the server's (a store, the database, the usage
+// inspector failed): it is logged, and the answer is a 503 whose detail names the request but carries none
+// of the error's text (addresses, user names, queries).
 func (a *api) classify(r *http.Request, err error) *problem {
 	if es := configErrors(err); es != nil {
 		p := &problem{Status: http.StatusBadRequest, slug: "invalid-limits", Errors: make([]problemError, 0, len(es))}
 		for _, e := range es {
 			p.Errors = append(p.Errors, problemError{Field: e.Path, Reason: e.Reason, File: e.File, Line: e.Line})
 		}
-		p.Detail = fmt.Sprintf("the limits are invalid (%d problems): %s", len(es), es[0].Error())
+		p.Detail = fmt.Sprintf("the limits are invalid (%d problems): %s", len(es), errorText(es[0]))
 		if len(es) == 1 {
-			p.Detail = "the limits are invalid: " + es[0].Error()
+			p.Detail = "the limits are invalid: " + errorText(es[0])
 		}
 		return p
 	}
@@ -447,7 +483,43 @@ func (a *api) classify(r *http.Request, err error) *problem {
 			Detail: "the limits were changed by someone else meanwhile; reload and try again (" + err.Error() + ")"}
 	}
 	a.log.Error("admin API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	return unavailable(err.Error())
+	what := r.Pattern
+	if what == "" {
+		what = r.Method + " request"
+	}
+	return unavailable("the server could not complete " + what + ": a store or service it depends on failed (the error is in the server's log)")
+}
+
+// errorText is e as text, without the empty file name of an error not tied to a file.
+func errorText(e *config.Error) string {
+	if e.File != "" {
+		return e.Error()
+	}
+	if e.Path == "" {
+		return e.Reason
+	}
+	return e.Path + ": " + e.Reason
+}
+
+// clip cuts s to at most n bytes, on a UTF-8 boundary, marking the cut with "...".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - 3
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..."
+}
+
+// quoted is a request value for an error detail: quoted (Go syntax, control bytes escaped), at most
+// maxEchoed bytes of it.
+func quoted(s string) string {
+	if len(s) <= maxEchoed {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(clip(s, maxEchoed)) + fmt.Sprintf(" (%d bytes)", len(s))
 }
 
 // configErrors returns the config.Errors in err (a single *config.Error counts as one), or nil.
@@ -478,18 +550,83 @@ func setETag(w http.ResponseWriter, version uint64) {
 	w.Header().Set("ETag", `"`+strconv.FormatUint(version, 10)+`"`)
 }
 
-// ifMatch reads If-Match: `"7"`, `W/"7"` or bare digits. ok is false without the header (or with "*").
-func ifMatch(r *http.Request) (version uint64, ok bool, err error) {
-	h := strings.TrimSpace(r.Header.Get("If-Match"))
+// ifMatch reads If-Match (RFC 9110 section 13.1.1): "*", or a list of entity tags, each a limits version
+// ("7"; bare digits are accepted too). ok is false without the header or with "*". The comparison is
+// strong: a weak tag (W/"7") never matches, so versions holds the strong tags only, and may be empty (the
+// write then fails its precondition). A malformed value is a 400.
+func ifMatch(r *http.Request) (versions []uint64, ok bool, err error) {
+	h := strings.Trim(strings.Join(r.Header.Values("If-Match"), ", "), " \t")
 	if h == "" || h == "*" {
-		return 0, false, nil
+		return nil, false, nil
 	}
-	v := strings.Trim(strings.TrimPrefix(h, "W/"), `"`)
-	n, perr := strconv.ParseUint(v, 10, 64)
-	if perr != nil || n == 0 {
-		return 0, false, badRequest("If-Match must be one limits version such as \"7\", got %q", h)
+	malformed := func(why string) error {
+		return badRequest("If-Match %s: want \"*\" or limits versions such as \"7\" (W/ tags never match); got %s", why, quoted(h))
 	}
-	return n, true, nil
+	tags := 0
+	for i := 0; ; {
+		for i < len(h) && (h[i] == ' ' || h[i] == '\t' || h[i] == ',') { // empty list elements are allowed
+			i++
+		}
+		if i == len(h) {
+			break
+		}
+		if tags++; tags > maxIfMatchTags {
+			return nil, false, malformed(fmt.Sprintf("has more than %d entity tags", maxIfMatchTags))
+		}
+		weak := strings.HasPrefix(h[i:], "W/")
+		if weak {
+			i += 2
+		}
+		var opaque string
+		switch {
+		case i < len(h) && h[i] == '"':
+			end := strings.IndexByte(h[i+1:], '"')
+			if end < 0 {
+				return nil, false, malformed("has an unbalanced quote")
+			}
+			opaque, i = h[i+1:i+1+end], i+2+end
+		case !weak:
+			end := i
+			for end < len(h) && h[end] != ',' && h[end] != ' ' && h[end] != '\t' {
+				end++
+			}
+			opaque, i = h[i:end], end
+		default:
+			return nil, false, malformed("has W/ without a quoted tag")
+		}
+		n, perr := strconv.ParseUint(opaque, 10, 64)
+		if perr != nil || n == 0 {
+			return nil, false, malformed("names no limits version")
+		}
+		if !weak {
+			versions = append(versions, n)
+		}
+		for i < len(h) && (h[i] == ' ' || h[i] == '\t') {
+			i++
+		}
+		if i < len(h) && h[i] != ',' {
+			return nil, false, malformed("is not a comma-separated list of entity tags")
+		}
+	}
+	if tags == 0 {
+		return nil, false, malformed("is an empty list")
+	}
+	return versions, true, nil
+}
+
+// preconditionFailed is the 412 of a write whose If-Match does not name the current version.
+func preconditionFailed(w http.ResponseWriter, versions []uint64, current uint64) error {
+	setETag(w, current)
+	detail := fmt.Sprintf("If-Match holds only weak entity tags, which never match (strong comparison); the limits are at version %d", current)
+	switch len(versions) {
+	case 0:
+	case 1:
+		detail = fmt.Sprintf("If-Match names version %d but the limits are at version %d; reload and try again", versions[0], current)
+	default:
+		detail = fmt.Sprintf("If-Match names %d versions, none of them the current version %d; reload and try again", len(versions), current)
+	}
+	return &problem{Status: http.StatusPreconditionFailed, slug: "precondition-failed",
+		CurrentVersion: strconv.FormatUint(current, 10), Detail: detail}
 }
 
 // dryRun reads ?dry_run=.
@@ -543,7 +680,8 @@ func readBody(w http.ResponseWriter, r *http.Request, accept ...string) ([]byte,
 	return body, mt, nil
 }
 
-// decodeJSON decodes exactly one JSON value into v, refusing unknown fields (the error names the field).
+// decodeJSON decodes exactly one JSON value into v, refusing unknown fields (the error names the field)
+// and duplicate keys (see checkDuplicateKeys).
 func decodeJSON(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -551,10 +689,113 @@ func decodeJSON(body []byte, v any) error {
 		if errors.Is(err, io.EOF) {
 			return badRequest("empty body; want a JSON object")
 		}
-		return badRequest("invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+		return badRequest("invalid JSON body: %s", clip(strings.TrimPrefix(err.Error(), "json: "), 200))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("invalid JSON body: more than one JSON value")
+	}
+	return checkDuplicateKeys(body, reflect.TypeOf(v))
+}
+
+// checkDuplicateKeys refuses (400, naming the key) a JSON body in which an object holds a key twice:
+// encoding/json would keep the last value silently. t is the type the body is decoded into (nil: none);
+// in objects decoded into a struct, keys that differ only in case count as the same key, since
+// encoding/json matches them to the same field.
+func checkDuplicateKeys(body []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	key, path, err := duplicateKey(dec, t, "")
+	switch {
+	case err != nil:
+		return badRequest("invalid JSON body: %s", strings.TrimPrefix(err.Error(), "json: "))
+	case key == "":
+		return nil
+	case path == "":
+		return badRequest("invalid JSON body: duplicate key %s", quoted(key))
+	}
+	return badRequest("invalid JSON body: duplicate key %s in %s", quoted(key), clip(path, maxEchoed))
+}
+
+// duplicateKey reads one JSON value from dec and returns the first key repeated within one of its objects
+// and the path of that object; t is the value's Go type, or nil.
+func duplicateKey(dec *json.Decoder, t reflect.Type, path string) (key, at string, err error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return "", "", err
+	}
+	delim, ok := tok.(json.Delim)
+	if !ok {
+		return "", "", nil
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if u := reflect.TypeFor[json.Unmarshaler](); t != nil && (t.Implements(u) || reflect.PointerTo(t).Implements(u)) {
+		t = nil // decodes itself: its objects are compared exactly
+	}
+	if delim == '[' {
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if key, at, err := duplicateKey(dec, elem, path+"["+strconv.Itoa(i)+"]"); err != nil || key != "" {
+				return key, at, err
+			}
+		}
+		_, err = dec.Token()
+		return "", "", err
+	}
+	isStruct := t != nil && t.Kind() == reflect.Struct
+	var seen []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", "", err
+		}
+		k, _ := tok.(string)
+		for _, s := range seen {
+			if s == k || isStruct && strings.EqualFold(s, k) {
+				return k, path, nil
+			}
+		}
+		seen = append(seen, k)
+		var child reflect.Type
+		switch {
+		case isStruct:
+			child = fieldType(t, k)
+		case t != nil && t.Kind() == reflect.Map:
+			child = t.Elem()
+		}
+		sub := k
+		if path != "" {
+			sub = path + "." + k
+		}
+		if key, at, err := duplicateKey(dec, child, sub); err != nil || key != "" {
+			return key, at, err
+		}
+	}
+	_, err = dec.Token()
+	return "", "", err
+}
+
+// fieldType is the type of the field of struct t that encoding/json decodes key into, or nil.
+func fieldType(t reflect.Type, key string) reflect.Type {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if strings.EqualFold(name, key) {
+			return f.Type
+		}
 	}
 	return nil
 }

@@ -3,9 +3,11 @@ package dashboard
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -187,15 +189,16 @@ type dryRunResult struct {
 
 // write applies one change of the limits: it reads the store's current revision, checks If-Match against
 // it (412 when stale), computes the new files with ed and either answers the diff (dry run) or stores them
-// expecting that revision. A race lost to another writer is retried when the request had no If-Match (the
-// edit is then applied to whatever is current), else answered 409. A write that changes nothing stores
-// nothing. Every stored change is recorded in the audit trail and logged.
+// expecting that revision. This replica's writes take turns (a.writing); a race lost to another replica's
+// writer is retried when the request had no If-Match (the edit is then applied to whatever is current,
+// after a short jittered wait, up to writeAttempts times within writeRetryFor), else answered 409. A write
+// that changes nothing stores nothing. Every stored change is recorded in the audit trail and logged.
 func (a *api) write(w http.ResponseWriter, r *http.Request, action, source, message string, ed edit) error {
 	adm, err := a.admin()
 	if err != nil {
 		return err
 	}
-	expect, pinned, err := ifMatch(r)
+	versions, pinned, err := ifMatch(r)
 	if err != nil {
 		return err
 	}
@@ -205,16 +208,22 @@ func (a *api) write(w http.ResponseWriter, r *http.Request, action, source, mess
 	}
 	ctx := r.Context()
 	p, _ := auth.FromContext(ctx)
+	if !dry {
+		select {
+		case a.writing <- struct{}{}:
+			defer func() { <-a.writing }()
+		case <-ctx.Done():
+			return fmt.Errorf("wait for this replica's other writes: %w", context.Cause(ctx))
+		}
+	}
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		base, err := adm.Store().Current(ctx)
 		if err != nil {
 			return fmt.Errorf("read the current limits: %w", err)
 		}
-		if pinned && expect != base.Version {
-			setETag(w, base.Version)
-			return &problem{Status: http.StatusPreconditionFailed, slug: "precondition-failed",
-				CurrentVersion: strconv.FormatUint(base.Version, 10),
-				Detail:         fmt.Sprintf("If-Match names version %d but the limits are at version %d; reload and try again", expect, base.Version)}
+		if pinned && !slices.Contains(versions, base.Version) {
+			return preconditionFailed(w, versions, base.Version)
 		}
 		files, err := ed(base)
 		if err != nil {
@@ -237,14 +246,22 @@ func (a *api) write(w http.ResponseWriter, r *http.Request, action, source, mess
 		}
 		rev, after, err := adm.Update(ctx, base.Version, files, config.Revision{Author: p.Subject, Remote: remoteIP(r),
 			Source: source, Message: message})
-		if errors.Is(err, config.ErrConflict) && !pinned && attempt < writeAttempts {
+		if errors.Is(err, config.ErrConflict) && !pinned && attempt < writeAttempts && time.Since(start) < writeRetryFor {
+			if err := retryWait(ctx, attempt); err != nil {
+				return err
+			}
 			continue
 		}
 		if errors.Is(err, config.ErrConflict) {
 			setETag(w, base.Version)
 			if cur, cerr := adm.Store().Current(ctx); cerr == nil {
+				detail := fmt.Sprintf("the limits changed meanwhile (now version %d); reload and try again", cur.Version)
+				if !pinned {
+					detail = fmt.Sprintf("the limits kept changing while this write was retried (%d attempts in %s; now version %d); try again",
+						attempt, time.Since(start).Round(time.Millisecond), cur.Version)
+				}
 				return &problem{Status: http.StatusConflict, slug: "conflict", CurrentVersion: strconv.FormatUint(cur.Version, 10),
-					Detail: fmt.Sprintf("the limits changed meanwhile (now version %d); reload and try again", cur.Version)}
+					Detail: detail}
 			}
 		}
 		if err != nil {
@@ -257,6 +274,21 @@ func (a *api) write(w http.ResponseWriter, r *http.Request, action, source, mess
 			"version_before", base.Version, "version_after", rev.Version, "changes", len(cs))
 		setETag(w, rev.Version)
 		return writeJSON(w, http.StatusOK, writeResult{Version: rev.Version, Changes: cs, Summary: summary})
+	}
+}
+
+// retryWait waits before retry number attempt of a write that lost a race: writeBackoff doubled per
+// attempt up to writeBackoffMax, half of it random. It returns early with ctx's error.
+func retryWait(ctx context.Context, attempt int) error {
+	d := min(writeBackoff<<min(attempt-1, 16), writeBackoffMax)
+	d = d/2 + rand.N(d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("retry the write: %w", context.Cause(ctx))
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -318,6 +350,20 @@ func (a *api) putLimits(w http.ResponseWriter, r *http.Request) error {
 type domainDoc struct {
 	domain string
 	data   []byte
+	name   string // for errors: "document N" of a YAML stream, else empty
+}
+
+// reservedDomain returns the error for a domain the API refuses to create because a route under
+// /api/v1/limits/ has its name, so that GET /api/v1/limits/{domain} could not read it (file names the
+// error's file), or nil.
+func reservedDomain(domain, file string) *config.Error {
+	switch domain {
+	case "history", "rollback":
+	default:
+		return nil
+	}
+	return &config.Error{File: file, Path: "domain", Reason: fmt.Sprintf(
+		"%q is reserved: /api/v1/limits/%s is an API route, so the domain could not be read there; name the domain otherwise", domain, domain)}
 }
 
 func jsonDomains(body []byte) ([]domainDoc, error) {
@@ -342,13 +388,13 @@ func jsonDomains(body []byte) ([]domainDoc, error) {
 		case len(raw) > 0 && raw[0] == '"':
 			var text string
 			if err := json.Unmarshal(raw, &text); err != nil {
-				return nil, badRequest("domains.%s: %v", d, err)
+				return nil, badRequest("domains.%s: %v", clip(d, maxEchoed), err)
 			}
-			docs = append(docs, domainDoc{d, []byte(text)})
+			docs = append(docs, domainDoc{domain: d, data: []byte(text)})
 		case len(raw) > 0 && raw[0] == '{':
-			docs = append(docs, domainDoc{d, raw})
+			docs = append(docs, domainDoc{domain: d, data: raw})
 		default:
-			return nil, badRequest("domains.%s: want the domain's YAML as a string, or its document as a JSON object", d)
+			return nil, badRequest("domains.%s: want the domain's YAML as a string, or its document as a JSON object", clip(d, maxEchoed))
 		}
 	}
 	return docs, nil
@@ -395,7 +441,7 @@ func yamlDomains(body []byte) ([]domainDoc, error) {
 			errs = append(errs, &config.Error{File: name, Path: "domain", Reason: fmt.Sprintf("domain %q is already defined in an earlier document", d)})
 			continue
 		}
-		docs = append(docs, domainDoc{d, p})
+		docs = append(docs, domainDoc{domain: d, data: p, name: name})
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -427,7 +473,15 @@ func replaceAll(base []config.File, docs []domainDoc) ([]config.File, error) {
 	files := make([]config.File, 0, len(docs))
 	var errs config.Errors
 	for _, d := range docs {
-		one, err := config.ReplaceDomain(nil, d.domain, d.data) // checks the domain key, JSON → YAML
+		file := d.name
+		if file == "" {
+			file = "api/" + d.domain + ".yaml"
+		}
+		if e := reservedDomain(d.domain, file); e != nil {
+			errs = append(errs, e)
+			continue
+		}
+		one, err := config.ReplaceDomain(nil, d.domain, d.data) // checks the domain key and name, JSON → YAML
 		if err != nil {
 			if es := configErrors(err); es != nil {
 				errs = append(errs, es...)
@@ -447,11 +501,19 @@ func replaceAll(base []config.File, docs []domainDoc) ([]config.File, error) {
 }
 
 func (a *api) putDomain(w http.ResponseWriter, r *http.Request) error {
-	body, _, err := readBody(w, r, mediaYAML, mediaJSON)
+	body, mt, err := readBody(w, r, mediaYAML, mediaJSON)
 	if err != nil {
 		return err
 	}
+	if mt == mediaJSON {
+		if err := checkDuplicateKeys(body, nil); err != nil {
+			return err
+		}
+	}
 	domain := r.PathValue("domain")
+	if e := reservedDomain(domain, "api/"+domain+".yaml"); e != nil {
+		return config.Errors{e}
+	}
 	return a.write(w, r, "replace", config.SourceAPI, "replace domain "+domain, func(base config.Revision) ([]config.File, error) {
 		return config.ReplaceDomain(base.Files, domain, body)
 	})

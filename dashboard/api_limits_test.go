@@ -3,11 +3,14 @@ package dashboard
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,8 +145,13 @@ func TestAPIPatchRule(t *testing.T) {
 	if p := r.problem(t, 412, "precondition-failed"); p.CurrentVersion != "2" {
 		t.Errorf("412: got current_version %q, want \"2\"", p.CurrentVersion)
 	}
-	// Bare digits and W/ work; without If-Match the patch applies to whatever is current.
-	for i, h := range []string{"2", `W/"3"`, ""} {
+	// A weak tag never matches (strong comparison).
+	r = a.call(t, "PATCH", path, "admin", `{"requests_per_unit": 30}`, "Content-Type", jsonCT, "If-Match", `W/"2"`)
+	if p := r.problem(t, 412, "precondition-failed"); p.CurrentVersion != "2" {
+		t.Errorf("412 for W/: got current_version %q, want \"2\"", p.CurrentVersion)
+	}
+	// Bare digits work; without If-Match the patch applies to whatever is current.
+	for i, h := range []string{"2", `"3"`, ""} {
 		hdr := []string{"Content-Type", jsonCT}
 		if h != "" {
 			hdr = append(hdr, "If-Match", h)
@@ -538,5 +546,192 @@ func TestAPIRedisStore(t *testing.T) {
 	waitFor(t, "replica a runs version 3", func() bool { return a.rt.Snapshot().Info().Version == 3 })
 	if l := a.limitOf(t, "api", config.Entry{Key: "user", Value: "vip"}); l != 100 {
 		t.Errorf("after the rollback: got %d, want 100", l)
+	}
+}
+
+// concurrentEdit is one PATCH of TestAPIConcurrentWrites and what it leaves in the document.
+type concurrentEdit struct {
+	domain, rule, body string
+	requests           uint64 // the rule's first limit afterwards (0: not checked)
+	shadow             bool   // the edit puts the rule in shadow mode
+}
+
+// concurrentEdits are 20 edits of the bundled examples, each of a different rule or field.
+func concurrentEdits() []concurrentEdit {
+	rules := []struct{ domain, rule string }{
+		{"api", "api.remote_address"}, {"api", "api.user"}, {"api", "api.user_vip"}, {"api", "api.path_/api/*/export"},
+		{"api", "api.path_/api/*"}, {"api", "api.client_id"}, {"api", "api.plan_free"}, {"api", "api.category_read"},
+		{"api", "api.endpoint_/reports"}, {"api", "api.tenant.method_POST"}, {"api", "api.tenant.method"},
+		{"edge", "edge.remote_address"}, {"edge", "edge.remote_address_203.0.113.66"}, {"edge", "edge.api_key"},
+		{"edge", "edge.path_/search*"}, {"edge", "per_ip"}, {"edge", "login"}, {"edge", "api_key"}, {"edge", "uploads"},
+	}
+	var out []concurrentEdit
+	for i, r := range rules {
+		n := uint64(1000 + i)
+		out = append(out, concurrentEdit{domain: r.domain, rule: r.rule, requests: n, body: fmt.Sprintf(`{"requests_per_unit": %d}`, n)})
+	}
+	// Another field of a rule edited above.
+	out = append(out, concurrentEdit{domain: "api", rule: "api.user_vip", body: `{"shadow_mode": true}`, shadow: true})
+	return out
+}
+
+// patchConcurrently sends every edit at once without If-Match, spread over the servers, and returns the
+// statuses and bodies by edit.
+func patchConcurrently(t *testing.T, servers []*apiRig, edits []concurrentEdit) ([]int, []string) {
+	t.Helper()
+	statuses, bodies := make([]int, len(edits)), make([]string, len(edits))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, e := range edits {
+		srv := servers[i%len(servers)].srv
+		// Ends when its request is answered (or fails).
+		wg.Go(func() {
+			req, err := http.NewRequest("PATCH", srv.URL+"/api/v1/limits/"+e.domain+"/rules/"+url.PathEscape(e.rule), strings.NewReader(e.body))
+			if err != nil {
+				bodies[i] = err.Error()
+				return
+			}
+			req.Header.Set("Authorization", "Bearer admin")
+			req.Header.Set("Content-Type", jsonCT)
+			<-start
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				bodies[i] = err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			statuses[i], bodies[i] = resp.StatusCode, string(b)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return statuses, bodies
+}
+
+// checkEdits checks that every edit is in the revision (compiled).
+func checkEdits(t *testing.T, rev config.Revision, edits []concurrentEdit) {
+	t.Helper()
+	s, err := config.ParseFiles(rev.Files...)
+	if err != nil {
+		t.Fatalf("version %d does not compile: %v", rev.Version, err)
+	}
+	find := func(domain, rule string) *config.Rule {
+		for _, r := range s.Rules(domain) {
+			if r.Path == rule {
+				return r
+			}
+		}
+		for _, h := range s.HTTPRules(domain) {
+			if h.Name == rule {
+				return &h.Rule
+			}
+		}
+		return nil
+	}
+	for _, e := range edits {
+		r := find(e.domain, e.rule)
+		switch {
+		case r == nil:
+			t.Errorf("%s %s: gone from version %d", e.domain, e.rule, rev.Version)
+		case e.requests != 0 && (len(r.Limits) == 0 || r.Limits[0].Requests != e.requests):
+			t.Errorf("%s %s: got limits %+v, want %d requests (edit %s lost)", e.domain, e.rule, r.Limits, e.requests, e.body)
+		case e.shadow && !r.Shadow:
+			t.Errorf("%s %s: not in shadow mode (edit %s lost)", e.domain, e.rule, e.body)
+		}
+	}
+}
+
+// TestAPIConcurrentWrites: writes without If-Match that race each other are re-applied to the newer version
+// until they land: 20 concurrent PATCHes of different rules or fields all answer 200 and every change is
+// in the final document (each one a version of its own).
+func TestAPIConcurrentWrites(t *testing.T) {
+	edits := concurrentEdits()
+	check := func(t *testing.T, servers []*apiRig) {
+		statuses, bodies := patchConcurrently(t, servers, edits)
+		for i, st := range statuses {
+			if st != 200 {
+				t.Errorf("PATCH %s %s: got %d %s, want 200", edits[i].rule, edits[i].body, st, bodies[i])
+			}
+		}
+		cur, err := servers[0].rt.Store().Current(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := uint64(1 + len(edits)); cur.Version != want {
+			t.Errorf("version: got %d, want %d (one per edit)", cur.Version, want)
+		}
+		checkEdits(t, cur, edits)
+		for _, s := range servers {
+			waitFor(t, "every replica runs the last version", func() bool { return s.rt.Snapshot().Info().Version == cur.Version })
+		}
+		if n := len(servers[0].changes.all()); len(servers) == 1 && n != len(edits) {
+			t.Errorf("audit: got %d changes recorded, want %d", n, len(edits))
+		}
+	}
+	t.Run("memory", func(t *testing.T) {
+		check(t, []*apiRig{newAPIRig(t, config.RuntimeOptions{}, nil)})
+	})
+	t.Run("memory two replicas", func(t *testing.T) {
+		store := config.NewMemoryStore()
+		var servers []*apiRig
+		for _, name := range []string{"a", "b"} {
+			servers = append(servers, newAPIRig(t, config.RuntimeOptions{Store: store, Replica: name}, nil))
+		}
+		check(t, servers)
+	})
+	t.Run("redis two replicas", func(t *testing.T) {
+		client := redistest.Client(t)
+		prefix := redistest.Prefix(t)
+		replicas := config.NewRedisReplicas(client, prefix, 15*time.Second)
+		var servers []*apiRig
+		for _, name := range []string{"a", "b"} {
+			store := config.NewRedisStore(config.RedisStoreOptions{Client: client, Prefix: prefix})
+			servers = append(servers, newAPIRig(t, config.RuntimeOptions{Store: store, Replicas: replicas, Replica: name}, nil))
+		}
+		check(t, servers)
+	})
+}
+
+// TestAPIDomainNames: domain names that collide with the API's own routes, or that could not be a file
+// name, are refused with a 400 naming the field; nothing is stored.
+func TestAPIDomainNames(t *testing.T) {
+	a := newAPIRig(t, config.RuntimeOptions{}, nil)
+	doc := func(name string) string {
+		return fmt.Sprintf("domain: %q\ndescriptors:\n  - key: k\n    rate_limit: {unit: second, requests_per_unit: 1}\n", name)
+	}
+	for _, name := range []string{"history", "rollback"} {
+		for _, q := range []string{"?dry_run=true", ""} {
+			p := a.call(t, "PUT", "/api/v1/limits/"+name+q, "admin", doc(name), "Content-Type", "application/yaml").problem(t, 400, "invalid-limits")
+			if len(p.Errors) != 1 || p.Errors[0].Field != "domain" || !strings.Contains(p.Errors[0].Reason, "reserved") {
+				t.Errorf("PUT /limits/%s%s: got %+v, want one error on domain saying it is reserved", name, q, p.Errors)
+			}
+			body := compactJSON(map[string]any{"domains": map[string]any{name: doc(name)}})
+			p = a.call(t, "PUT", "/api/v1/limits"+q, "admin", body, "Content-Type", jsonCT).problem(t, 400, "invalid-limits")
+			if len(p.Errors) != 1 || p.Errors[0].Field != "domain" || !strings.Contains(p.Errors[0].Reason, "reserved") {
+				t.Errorf("PUT /limits (domain %s)%s: got %+v", name, q, p.Errors)
+			}
+			p = a.call(t, "PUT", "/api/v1/limits"+q, "admin", doc(name), "Content-Type", "application/yaml").problem(t, 400, "invalid-limits")
+			if len(p.Errors) != 1 || p.Errors[0].Field != "domain" || !strings.Contains(p.Errors[0].Reason, "reserved") {
+				t.Errorf("PUT /limits stream (domain %s)%s: got %+v", name, q, p.Errors)
+			}
+		}
+	}
+	// Names that cannot be a file name, in the URL (escaped) and in the document.
+	for _, name := range []string{"../x", "a/b", `a\b`, ".hidden", "a\x00b", "a\rb", strings.Repeat("d", 129)} {
+		if !strings.HasPrefix(name, "..") { // the mux would clean that path (a redirect)
+			p := a.call(t, "PUT", "/api/v1/limits/"+url.PathEscape(name), "admin", doc(name), "Content-Type", "application/yaml").problem(t, 400, "invalid-limits")
+			if len(p.Errors) == 0 || p.Errors[0].Field != "domain" {
+				t.Errorf("PUT /limits/%q: got %+v, want an error on domain", name, p.Errors)
+			}
+		}
+		body := compactJSON(map[string]any{"domains": map[string]any{name: doc(name)}})
+		p := a.call(t, "PUT", "/api/v1/limits", "admin", body, "Content-Type", jsonCT).problem(t, 400, "invalid-limits")
+		if len(p.Errors) == 0 || p.Errors[0].Field != "domain" {
+			t.Errorf("PUT /limits with domain %q: got %+v, want an error on domain", name, p.Errors)
+		}
+	}
+	if v := a.version(t); v != 1 {
+		t.Errorf("version: got %d, want 1 (nothing stored)", v)
 	}
 }

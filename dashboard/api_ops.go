@@ -2,12 +2,14 @@ package dashboard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/floodgate/floodgate/audit"
 	"github.com/floodgate/floodgate/auth"
@@ -18,14 +20,20 @@ func (a *api) getAuth(w http.ResponseWriter, _ *http.Request) error {
 	return writeJSON(w, http.StatusOK, a.o.AuthInfo)
 }
 
+// getMe answers who the caller is. A token expiring outside the years 0 to 9999, which RFC 3339 (and so
+// JSON) cannot write, has no expires_at: it does not expire in any time the dashboard needs to show.
 func (a *api) getMe(w http.ResponseWriter, r *http.Request) error {
 	p, _ := auth.FromContext(r.Context())
+	exp := p.ExpiresAt
+	if y := exp.Year(); y < 0 || y > 9999 {
+		exp = time.Time{}
+	}
 	return writeJSON(w, http.StatusOK, struct {
 		Subject   string    `json:"subject"`
 		Role      string    `json:"role"`
 		Issuer    string    `json:"issuer,omitempty"`
 		ExpiresAt time.Time `json:"expires_at,omitzero"`
-	}{p.Subject, p.Role.String(), p.Issuer, p.ExpiresAt})
+	}{p.Subject, p.Role.String(), p.Issuer, exp})
 }
 
 // statusDoc is GET /api/v1/status: config.Status plus the replicas' agreement.
@@ -162,7 +170,7 @@ func (a *api) postUsage(w http.ResponseWriter, r *http.Request) error {
 	}
 	us, err := ui.Usage(r.Context(), domain, entries)
 	if err != nil {
-		return fmt.Errorf("read usage: %w", err)
+		return usageError("read usage", domain, err)
 	}
 	return writeJSON(w, http.StatusOK, struct {
 		Usage []Usage `json:"usage"`
@@ -182,7 +190,7 @@ func (a *api) resetUsage(w http.ResponseWriter, r *http.Request) error {
 	if dry {
 		us, err := ui.Usage(r.Context(), domain, entries)
 		if err != nil {
-			return fmt.Errorf("read usage: %w", err)
+			return usageError("read usage", domain, err)
 		}
 		return writeJSON(w, http.StatusOK, struct {
 			DryRun bool    `json:"dry_run"`
@@ -191,7 +199,7 @@ func (a *api) resetUsage(w http.ResponseWriter, r *http.Request) error {
 	}
 	us, err := ui.ResetUsage(r.Context(), domain, entries)
 	if err != nil {
-		return fmt.Errorf("reset usage: %w", err)
+		return usageError("reset usage", domain, err)
 	}
 	var version uint64
 	if adm, err := a.admin(); err == nil {
@@ -213,6 +221,18 @@ func (a *api) resetUsage(w http.ResponseWriter, r *http.Request) error {
 	}{nonNilUsage(us)})
 }
 
+// usageError answers a UsageInspector's error: 404 when no rule matches the descriptor, 400 when the
+// descriptor is refused (the inspector's text says why), else the server's failure (503, logged).
+func usageError(op, domain string, err error) error {
+	switch {
+	case errors.Is(err, ErrNoRule):
+		return notFound(fmt.Sprintf("no rule of domain %s matches the descriptor", quoted(domain)))
+	case errors.Is(err, ErrInvalidDescriptor):
+		return badRequest("%s", clip(err.Error(), 200))
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
 func nonNilUsage(us []Usage) []Usage {
 	if us == nil {
 		return []Usage{}
@@ -220,9 +240,34 @@ func nonNilUsage(us []Usage) []Usage {
 	return us
 }
 
+// queryValueProblem returns why a query parameter's value is refused, or "": longer than maxQueryValue
+// bytes, not UTF-8, or holding a control character (PostgreSQL refuses NUL in text, and none of these can
+// match a stored value).
+func queryValueProblem(v string) string {
+	switch {
+	case len(v) > maxQueryValue:
+		return fmt.Sprintf("is %d bytes long; at most %d", len(v), maxQueryValue)
+	case !utf8.ValidString(v):
+		return "must be UTF-8"
+	}
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b == 0x7f {
+			return fmt.Sprintf("must not contain control characters (%#02x at byte %d)", b, i)
+		}
+	}
+	return ""
+}
+
 // getAudit searches the audit trail: PostgreSQL when configured, else this replica's recent events.
 func (a *api) getAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
+	for _, name := range []string{"kind", "rule", "client", "domain", "since", "until", "limit"} {
+		for _, v := range q[name] {
+			if why := queryValueProblem(v); why != "" {
+				return badRequest("%s %s", name, why)
+			}
+		}
+	}
 	f := audit.Filter{Kind: q.Get("kind"), Rule: q.Get("rule"), Client: q.Get("client"), Domain: q.Get("domain"), Limit: 100}
 	if f.Kind != "" && f.Kind != audit.KindDenial && f.Kind != audit.KindConfigChange {
 		return badRequest("kind must be %s or %s, got %q", audit.KindDenial, audit.KindConfigChange, f.Kind)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -296,6 +297,106 @@ func TestAPIResponsesAreJSON(t *testing.T) {
 		}
 		if r.status >= 500 || r.header.Get("Cache-Control") == "" {
 			t.Errorf("%s %s: got %d, Cache-Control %q", rt.method, rt.path, r.status, r.header.Get("Cache-Control"))
+		}
+	}
+}
+
+// errUsage is a UsageInspector failing as the decision service does, chosen by the first entry's key:
+// "nomatch" matches no rule, "bad" is an invalid descriptor, anything else is an internal failure.
+type errUsage struct{}
+
+func (errUsage) Usage(_ context.Context, domain string, entries []config.Entry) ([]Usage, error) {
+	switch entries[0].Key {
+	case "nomatch":
+		return nil, fmt.Errorf("domain %q, %d entries: %w", domain, len(entries), ErrNoRule)
+	case "bad":
+		return nil, fmt.Errorf("%w: entries[0].value is longer than 256 bytes", ErrInvalidDescriptor)
+	}
+	return nil, errors.New("dial tcp 10.9.8.7:6379: connect: connection refused")
+}
+
+func (u errUsage) ResetUsage(ctx context.Context, domain string, entries []config.Entry) ([]Usage, error) {
+	return u.Usage(ctx, domain, entries)
+}
+
+// TestAPIUsageErrors: a descriptor no rule matches is 404, an invalid one 400 (client errors, not 503); an
+// internal failure is 503 whose body does not carry the internal error's text.
+func TestAPIUsageErrors(t *testing.T) {
+	a := newAPIRig(t, config.RuntimeOptions{}, func(o *Options) { o.Usage = errUsage{} })
+	for _, path := range []string{"/api/v1/usage", "/api/v1/usage/reset", "/api/v1/usage/reset?dry_run=true"} {
+		body := func(key string) string {
+			return `{"domain": "api", "entries": [{"key": "` + key + `", "value": "x"}]}`
+		}
+		p := a.call(t, "POST", path, "admin", body("nomatch"), "Content-Type", jsonCT).problem(t, 404, "not-found")
+		if !strings.Contains(p.Detail, "no rule") {
+			t.Errorf("%s no rule: got detail %q", path, p.Detail)
+		}
+		p = a.call(t, "POST", path, "admin", body("bad"), "Content-Type", jsonCT).problem(t, 400, "bad-request")
+		if !strings.Contains(p.Detail, "longer than 256 bytes") {
+			t.Errorf("%s invalid descriptor: got detail %q", path, p.Detail)
+		}
+		p = a.call(t, "POST", path, "admin", body("user"), "Content-Type", jsonCT).problem(t, 503, "unavailable")
+		if strings.Contains(p.Detail, "10.9.8.7") || strings.Contains(p.Detail, "refused") {
+			t.Errorf("%s internal failure: detail %q carries the internal error", path, p.Detail)
+		}
+	}
+	if rec := a.changes.all(); len(rec) != 0 {
+		t.Errorf("audit: got %+v, want nothing recorded for failed resets", rec)
+	}
+}
+
+// TestAPIAuditBadParameters: a query value with NUL, another control character or invalid UTF-8, or longer
+// than 256 bytes is a 400 naming the parameter, and never reaches the database.
+func TestAPIAuditBadParameters(t *testing.T) {
+	ql := &queryLog{}
+	a := newAPIRig(t, config.RuntimeOptions{}, func(o *Options) { o.AuditQuery = ql })
+	long := strings.Repeat("r", 257)
+	tests := []struct{ query, param string }{
+		{"rule=%00", "rule"},
+		{"rule=api.user%00", "rule"},
+		{"client=%FF", "client"},
+		{"domain=a%0Ab", "domain"},
+		{"domain=" + long, "domain"},
+		{"rule=" + long, "rule"},
+		{"kind=denial%00", "kind"},
+		{"since=%00", "since"},
+		{"until=" + long, "until"},
+		{"limit=1%00", "limit"},
+	}
+	for _, tt := range tests {
+		p := a.call(t, "GET", "/api/v1/audit?"+tt.query, "viewer", "").problem(t, 400, "bad-request")
+		if !strings.HasPrefix(p.Detail, tt.param+" ") || len(p.Detail) > 200 {
+			t.Errorf("?%.40s: got detail %q, want a short one naming %s", tt.query, p.Detail, tt.param)
+		}
+	}
+	queries := func() int {
+		ql.mu.Lock()
+		defer ql.mu.Unlock()
+		return len(ql.filters)
+	}
+	if n := queries(); n != 0 {
+		t.Errorf("the database was queried %d times, want 0", n)
+	}
+	// 256 bytes of UTF-8 are fine.
+	if r := a.call(t, "GET", "/api/v1/audit?rule="+strings.Repeat("é", 128), "viewer", ""); r.status != 200 || queries() != 1 {
+		t.Errorf("256-byte rule: got %d %s, want 200 from the database", r.status, r.body)
+	}
+}
+
+// TestAPIServerErrorsAreGeneric: a 5xx names the request, not the internal error (which is logged).
+func TestAPIServerErrorsAreGeneric(t *testing.T) {
+	ql := &queryLog{err: errors.New(`pq: password authentication failed for user "floodgate" at 10.1.2.3`)}
+	f := newAPIRig(t, config.RuntimeOptions{}, func(o *Options) {
+		o.AuditQuery = ql
+		o.Admin = failingReplicas{o.Admin.(*config.Runtime)}
+	})
+	for _, path := range []string{"/api/v1/audit", "/api/v1/replicas"} {
+		p := f.call(t, "GET", path, "viewer", "").problem(t, 503, "unavailable")
+		if strings.Contains(p.Detail, "10.1.2.3") || strings.Contains(p.Detail, "password") || strings.Contains(p.Detail, "registry down") {
+			t.Errorf("GET %s: detail %q carries the internal error", path, p.Detail)
+		}
+		if p.Detail == "" || len(p.Detail) > 200 {
+			t.Errorf("GET %s: got detail %q, want a short generic one", path, p.Detail)
 		}
 	}
 }

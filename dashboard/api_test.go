@@ -27,12 +27,17 @@ type fakeAuth struct{}
 
 var testExpiry = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
+// farExpiry is a token expiry JSON (RFC 3339) cannot write: a year above 9999.
+var farExpiry = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func (fakeAuth) Authenticate(r *http.Request) (auth.Principal, error) {
 	switch h := r.Header.Get("Authorization"); h {
 	case "Bearer admin":
 		return auth.Principal{Subject: "alice", Role: auth.RoleAdmin, Issuer: "https://issuer.test", ExpiresAt: testExpiry}, nil
 	case "Bearer viewer":
 		return auth.Principal{Subject: "victor", Role: auth.RoleViewer}, nil
+	case "Bearer far":
+		return auth.Principal{Subject: "fiona", Role: auth.RoleViewer, ExpiresAt: farExpiry}, nil
 	case "Bearer none":
 		return auth.Principal{Subject: "nobody", Role: auth.RoleNone}, nil
 	case "":
@@ -278,6 +283,12 @@ func TestAPIMe(t *testing.T) {
 	if got := a.call(t, "GET", "/api/v1/me", "viewer", "").json(t); got["role"] != "viewer" || got["expires_at"] != nil {
 		t.Errorf("viewer me: got %v, want role viewer without expires_at", got)
 	}
+	// A token expiring after the year 9999 (RFC 3339 has four digits for it) is not a server error: the
+	// expiry is left out.
+	r = a.call(t, "GET", "/api/v1/me", "far", "")
+	if got := r.json(t); r.status != 200 || got["subject"] != "fiona" || got["expires_at"] != nil {
+		t.Errorf("far expiry: got %d %v, want 200 without expires_at", r.status, got)
+	}
 }
 
 // TestAPIRoles: every non-public route answers 401 without a token (or with a bad one), 403 to a principal
@@ -453,4 +464,74 @@ func TestAPIBodies(t *testing.T) {
 func compactJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(bytes.TrimSpace(b))
+}
+
+// TestAPIIfMatch: If-Match is compared strongly (RFC 9110 13.1.1: a weak tag never matches), a list matches
+// when one of its tags does, malformed values are 400 with a short detail that does not echo the header.
+func TestAPIIfMatch(t *testing.T) {
+	a := newAPIRig(t, config.RuntimeOptions{}, nil)
+	const path = "/api/v1/limits/api/rules/api.user_vip?dry_run=true"
+	patch := func(ifMatch string) reply {
+		return a.call(t, "PATCH", path, "admin", `{"requests_per_unit": 20}`, "Content-Type", jsonCT, "If-Match", ifMatch)
+	}
+	for _, h := range []string{`"1"`, `1`, ` "1" `, `"7", "1"`, `W/"1", "1"`, `*`, `"1",`, `, "1"`, `"2",,"1"`} {
+		if r := patch(h); r.status != 200 {
+			t.Errorf("If-Match %s: got %d %s, want 200", h, r.status, r.body)
+		}
+	}
+	for _, h := range []string{`W/"1"`, `"2"`, `W/"1", "2"`, `"18446744073709551615"`} {
+		p := patch(h).problem(t, 412, "precondition-failed")
+		if p.CurrentVersion != "1" {
+			t.Errorf("If-Match %s: got current_version %q, want \"1\"", h, p.CurrentVersion)
+		}
+	}
+	long := `"` + strings.Repeat("9", 5000) + `"`
+	for _, h := range []string{`"1`, `1"`, `"seven"`, `"1 "`, `"-1"`, `"0"`, `W/`, `w/"1"`, `,`, `"1" "2"`, `"1", *`, `W/1`, `"1"x`, long,
+		`"99999999999999999999"`} {
+		p := patch(h).problem(t, 400, "bad-request")
+		if !strings.Contains(p.Detail, "If-Match") || len(p.Detail) > 200 {
+			t.Errorf("If-Match %.40s: got detail %q (%d bytes), want a short one naming If-Match", h, p.Detail, len(p.Detail))
+		}
+	}
+	if v := a.version(t); v != 1 {
+		t.Errorf("version: got %d, want 1", v)
+	}
+}
+
+// TestAPIDuplicateJSONKeys: a JSON body naming a key twice is refused (400 naming the key) on every route
+// that decodes JSON, instead of the last value silently winning; so is a key differing only in case, which
+// encoding/json would match to the same field.
+func TestAPIDuplicateJSONKeys(t *testing.T) {
+	a := newAPIRig(t, config.RuntimeOptions{}, nil)
+	const rule = "/api/v1/limits/api/rules/api.user_vip"
+	tests := []struct {
+		name, method, path, ct, body, key string
+	}{
+		{"patch", "PATCH", rule, jsonCT, `{"requests_per_unit": 5, "requests_per_unit": 6}`, "requests_per_unit"},
+		{"patch merge", "PATCH", rule, "application/merge-patch+json", `{"unit": "hour", "burst": 0, "unit": "day"}`, "unit"},
+		{"patch case", "PATCH", rule, jsonCT, `{"requests_per_unit": 5, "Requests_Per_Unit": 6}`, "Requests_Per_Unit"},
+		{"rollback", "POST", "/api/v1/limits/rollback", jsonCT, `{"version": "1", "version": "2"}`, "version"},
+		{"usage", "POST", "/api/v1/usage", jsonCT, `{"domain": "api", "domain": "edge", "entries": [{"key": "user"}]}`, "domain"},
+		{"usage entry", "POST", "/api/v1/usage", jsonCT, `{"domain": "api", "entries": [{"key": "user", "key": "plan"}]}`, "key"},
+		{"put domains", "PUT", "/api/v1/limits", jsonCT,
+			`{"domains": {"api": "domain: api\ndescriptors: []\n", "api": "domain: api\n"}}`, "api"},
+		{"put nested", "PUT", "/api/v1/limits", jsonCT,
+			`{"domains": {"api": {"domain": "api", "descriptors": [], "descriptors": []}}}`, "descriptors"},
+		{"put domain", "PUT", "/api/v1/limits/api", jsonCT, `{"domain": "api", "descriptors": [], "domain": "api"}`, "domain"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := a.call(t, tt.method, tt.path+"?dry_run=true", "admin", tt.body, "Content-Type", tt.ct).problem(t, 400, "bad-request")
+			if !strings.Contains(p.Detail, "duplicate") || !strings.Contains(p.Detail, `"`+tt.key+`"`) {
+				t.Errorf("detail: got %q, want it to name the duplicate key %q", p.Detail, tt.key)
+			}
+		})
+	}
+	// Two domains differing in case are two domains (map keys are exact); equal keys in different objects
+	// are no duplicates.
+	ok := `{"domains": {"api": {"domain": "api", "descriptors": [{"key": "a", "rate_limit": {"unit": "second", "requests_per_unit": 1}},
+		{"key": "b", "rate_limit": {"unit": "second", "requests_per_unit": 1}}]}, "API": {"domain": "API", "descriptors": []}}}`
+	if r := a.call(t, "PUT", "/api/v1/limits?dry_run=true", "admin", ok, "Content-Type", jsonCT); r.status != 200 {
+		t.Errorf("distinct keys: got %d %s, want 200", r.status, r.body)
+	}
 }

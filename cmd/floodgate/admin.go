@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -139,12 +140,30 @@ func usageView(us []extauthz.Usage) []dashboard.Usage {
 
 func (u usageInspector) Usage(ctx context.Context, domain string, entries []config.Entry) ([]dashboard.Usage, error) {
 	us, err := u.svc.Usage(ctx, domain, entries)
-	return usageView(us), err
+	return usageView(us), usageErr(err)
 }
 
 func (u usageInspector) ResetUsage(ctx context.Context, domain string, entries []config.Entry) ([]dashboard.Usage, error) {
 	us, err := u.svc.ResetUsage(ctx, domain, entries)
-	return usageView(us), err
+	return usageView(us), usageErr(err)
+}
+
+// usageRefusal marks the decision service's refusals with the admin API's sentinels; its text stays the
+// service's own (the API shows it as the 400 detail).
+type usageRefusal struct{ err, kind error }
+
+func (e usageRefusal) Error() string   { return e.err.Error() }
+func (e usageRefusal) Unwrap() []error { return []error{e.err, e.kind} }
+
+// usageErr maps extauthz's errors onto the dashboard's: no rule → 404, invalid descriptor → 400; others → 503.
+func usageErr(err error) error {
+	switch {
+	case errors.Is(err, extauthz.ErrNoRule):
+		return usageRefusal{err, dashboard.ErrNoRule}
+	case errors.Is(err, extauthz.ErrInvalidDescriptor):
+		return usageRefusal{err, dashboard.ErrInvalidDescriptor}
+	}
+	return err
 }
 
 // auditSearch answers the admin API's audit queries from PostgreSQL, or from the ring without a database.

@@ -289,4 +289,39 @@ func TestAdminTwoReplicas(t *testing.T) {
 
 func url2(s string) string { return url.PathEscape(s) }
 
+// Usage inspection through the real decision service: counters, a reset, and client errors as 4xx.
+func TestAdminUsage(t *testing.T) {
+	s := startInProcess(t, "--config", writeLimits(t, e2eLimits), "--admin-rate", "1000", "--admin-burst", "1000")
+	c := api{t: t, base: "http://" + s.httpAddr}
+	admitted(t, s, 2, rlsRequest("e2e", "user", "u9"))
+	body := map[string]any{"domain": "e2e", "entries": []map[string]string{{"key": "user", "value": "u9"}}}
+	var u struct {
+		Usage []struct {
+			Used, Remaining uint64
+		} `json:"usage"`
+	}
+	c.do("POST", "/api/v1/usage", body).json(t, &u)
+	if len(u.Usage) != 1 || u.Usage[0].Used != 2 || u.Usage[0].Remaining != 1 {
+		t.Errorf("usage: got %+v, want 2 used and 1 left", u)
+	}
+	if r := c.do("POST", "/api/v1/usage/reset", body); r.code != 200 {
+		t.Errorf("reset: %d %s", r.code, r.body)
+	}
+	if got := admitted(t, s, 4, rlsRequest("e2e", "user", "u9")); got != 3 {
+		t.Errorf("after the reset: got %d admitted, want 3", got)
+	}
+	for name, tt := range map[string]struct {
+		entries []map[string]string
+		want    int
+	}{
+		"no rule":   {[]map[string]string{{"key": "nope", "value": "x"}}, 404},
+		"too long":  {[]map[string]string{{"key": "user", "value": strings.Repeat("v", 70_000)}}, 400},
+		"empty key": {[]map[string]string{{"key": "", "value": "x"}}, 400},
+	} {
+		if r := c.do("POST", "/api/v1/usage", map[string]any{"domain": "e2e", "entries": tt.entries}); r.code != tt.want {
+			t.Errorf("%s: got %d %s, want %d", name, r.code, r.body, tt.want)
+		}
+	}
+}
+
 var _ = regexp.MustCompile
