@@ -228,6 +228,7 @@ func (d *Dashboard) offenders() map[string]audit.Offenders {
 // each snapshot, events batch (every EventBatch) and offenders update (every OffendersEvery) once, and hands
 // the same bytes to every session without waiting: a session whose buffer is full is dropped.
 func (d *Dashboard) Run(ctx context.Context) {
+	running := d.o.Limits.Limits() // the limits the sessions were last told about (read before subscribing)
 	snaps, stopSnaps := d.o.Telemetry.Subscribe()
 	events, stopEvents := d.o.Audit.Subscribe(8192)
 	defer func() { stopSnaps(); stopEvents() }() // the latest subscriptions (they are renewed when dropped)
@@ -236,7 +237,6 @@ func (d *Dashboard) Run(ctx context.Context) {
 	flush := time.NewTicker(d.o.EventBatch)
 	defer flush.Stop()
 	var batch []audit.Event
-	running := d.o.Limits.Limits() // the limits the sessions were last told about
 	for {
 		select {
 		case <-ctx.Done():
