@@ -108,8 +108,9 @@ func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
 		}
 	}
 	buf := make([]byte, 0, 512*len(events))
+	var scratch []byte
 	for _, e := range events {
-		buf = appendCopyRow(buf, e)
+		buf, scratch = appendCopyRow(buf, scratch, e)
 	}
 	conn, err := r.db.Acquire(ctx)
 	if err != nil {
@@ -155,8 +156,9 @@ func (r *Recorder) isolatePoison(ctx context.Context, events []*Event, cause err
 }
 
 // appendCopyRow appends e as one line of COPY's text format: tab-separated columns in copySQL's order,
-// \N for NULL, and backslash, newline, carriage return and tab escaped inside values.
-func appendCopyRow(b []byte, e *Event) []byte {
+// \N for NULL, and backslash, newline, carriage return and tab escaped inside values. scratch is reused for
+// the entries' JSON and returned.
+func appendCopyRow(b, scratch []byte, e *Event) ([]byte, []byte) {
 	b = appendCopyText(b, e.ID)
 	b = append(b, '\t')
 	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
@@ -165,7 +167,8 @@ func appendCopyRow(b []byte, e *Event) []byte {
 		b = appendCopyText(b, v)
 	}
 	b = append(b, '\t')
-	b = appendCopyText(b, string(appendEntriesJSON(nil, e.Entries)))
+	scratch = appendEntriesJSON(scratch[:0], e.Entries)
+	b = appendCopyText(b, scratch)
 	for _, v := range []string{e.ClientIP, e.ProxyIP, e.Method, e.Host, e.Path, e.Limit.Name} {
 		b = append(b, '\t')
 		b = appendCopyText(b, v)
@@ -196,9 +199,9 @@ func appendCopyRow(b []byte, e *Event) []byte {
 		if err != nil {
 			data = []byte(`{"note":"unencodable change"}`)
 		}
-		b = appendCopyText(b, string(data))
+		b = appendCopyText(b, data)
 	}
-	return append(b, '\n')
+	return append(b, '\n'), scratch
 }
 
 func appendCopyBool(b []byte, v bool) []byte {
@@ -208,23 +211,28 @@ func appendCopyBool(b []byte, v bool) []byte {
 	return append(b, 'f')
 }
 
-// appendCopyText appends s escaped for COPY's text format.
-func appendCopyText(b []byte, s string) []byte {
+// appendCopyText appends s escaped for COPY's text format, copying the runs between escapes in bulk.
+func appendCopyText[T string | []byte](b []byte, s T) []byte {
+	start := 0
 	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
+		var esc byte
+		switch s[i] {
 		case '\\':
-			b = append(b, '\\', '\\')
+			esc = '\\'
 		case '\n':
-			b = append(b, '\\', 'n')
+			esc = 'n'
 		case '\r':
-			b = append(b, '\\', 'r')
+			esc = 'r'
 		case '\t':
-			b = append(b, '\\', 't')
+			esc = 't'
 		default:
-			b = append(b, c)
+			continue
 		}
+		b = append(b, s[start:i]...)
+		b = append(b, '\\', esc)
+		start = i + 1
 	}
-	return b
+	return append(b, s[start:]...)
 }
 
 // appendEntriesJSON appends entries as the JSON array [{"key":…,"value":…},…] (what json.Marshal gives,
@@ -244,30 +252,33 @@ func appendEntriesJSON(b []byte, entries []Entry) []byte {
 	return append(b, ']')
 }
 
-// appendJSONString appends s as a JSON string. s is valid UTF-8 (Bound made it so).
+// appendJSONString appends s as a JSON string, copying the runs between escapes in bulk. s is valid UTF-8
+// (Bound made it so).
 func appendJSONString(b []byte, s string) []byte {
 	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
+	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			switch c {
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-		default:
-			b = append(b, c)
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
 		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
 	}
+	b = append(b, s[start:]...)
 	return append(b, '"')
 }
 
