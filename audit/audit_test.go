@@ -122,10 +122,10 @@ func TestCompleteness(t *testing.T) {
 	}
 	ctx := context.Background()
 	eventually(t, 10*time.Second, "stream entries", func() bool {
-		return len(streamEvents(t, rdb, prefix+"audit")) == n
+		return len(streamEvents(t, rdb, r.streamKey)) == n
 	})
 	var streamIDs []string
-	for _, e := range streamEvents(t, rdb, prefix+"audit") {
+	for _, e := range streamEvents(t, rdb, r.streamKey) {
 		streamIDs = append(streamIDs, e.ID)
 	}
 	if !slices.Equal(streamIDs, ringIDs) {

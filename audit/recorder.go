@@ -41,7 +41,8 @@ type Options struct {
 	QueueSize int
 	// RingSize is the number of recent events kept in memory for Recent (default 10,000).
 	RingSize int
-	// Redis, when set, carries the fleet's events through the stream StreamPrefix+"audit".
+	// Redis, when set, carries the fleet's events: each replica writes StreamPrefix+"{audit}:"+Replica and
+	// tails the others' (see stream.go).
 	Redis        redis.UniversalClient
 	StreamPrefix string
 	// StreamMaxLen trims the stream to about this many entries (XADD MAXLEN ~; default 2,000), each holding
@@ -102,7 +103,9 @@ type Recorder struct {
 	db         *pgxpool.Pool
 	stream     *batcher // nil without Redis
 	redis      redis.UniversalClient
-	streamKey  string
+	streamKey  string // this replica's stream
+	writersKey string // the sorted set of the fleet's streams
+	legacyKey  string // the single stream of replicas before per-replica streams
 	maxLen     int64
 	shutdown   time.Duration
 	running    atomic.Bool
@@ -156,7 +159,6 @@ func New(o Options) (*Recorder, error) {
 		top:        newTopOffenders(o.TopK),
 		db:         o.DB,
 		redis:      o.Redis,
-		streamKey:  o.StreamPrefix + "audit",
 		maxLen:     o.StreamMaxLen,
 		shutdown:   o.ShutdownTimeout,
 	}
@@ -164,6 +166,7 @@ func New(o Options) (*Recorder, error) {
 		r.pg = newBatcher("postgres", o.PostgresBuffer, o.BatchSize, o.FlushInterval, r.writePostgres, o.Logger)
 		r.pg.parallel = postgresParallel
 	}
+	r.streamKey, r.writersKey, r.legacyKey = streamKeys(o.StreamPrefix, o.Replica)
 	if o.Redis != nil {
 		r.stream = newBatcher("stream", o.StreamBuffer, o.BatchSize, o.FlushInterval/5, r.writeStream, o.Logger)
 	}
