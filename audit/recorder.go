@@ -336,23 +336,21 @@ func (r *Recorder) Run(ctx context.Context) error {
 		// Ends when ctx ends.
 		wg.Go(func() { r.tail(ctx) })
 	}
+	// The pipeline takes the queue every pipelineEvery rather than waiting on it: a decision's Observe then
+	// only ever puts an event into a buffered channel and never wakes this goroutine (measured: the
+	// wake-up per denial cost the decision path more than the event's processing).
 	var ids idGen
+	tick := time.NewTicker(pipelineEvery)
+	defer tick.Stop()
 	for done := false; !done; {
 		select {
-		case e := <-r.queue:
-			r.process(&ids, e)
+		case <-tick.C:
+			r.drain(&ids)
 		case <-ctx.Done():
 			done = true
 		}
 	}
-	for drained := false; !drained; {
-		select {
-		case e := <-r.queue:
-			r.process(&ids, e)
-		default:
-			drained = true
-		}
-	}
+	r.drain(&ids)
 	close(stop)
 	timer := time.AfterFunc(r.shutdown, cancelSinks)
 	defer timer.Stop()
@@ -362,6 +360,22 @@ func (r *Recorder) Run(ctx context.Context) error {
 }
 
 // process stamps e with its id and hands it to every destination.
+// pipelineEvery is how often the pipeline takes the queued events (at most this much delay before an
+// event reaches the ring, the live feed and the sinks' buffers).
+const pipelineEvery = 5 * time.Millisecond
+
+// drain processes every event queued now.
+func (r *Recorder) drain(ids *idGen) {
+	for {
+		select {
+		case e := <-r.queue:
+			r.process(ids, e)
+		default:
+			return
+		}
+	}
+}
+
 func (r *Recorder) process(ids *idGen, e *Event) {
 	e.ID = ids.next(e.Time)
 	r.processed.Add(1)
