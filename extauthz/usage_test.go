@@ -39,7 +39,7 @@ descriptors:
 			}
 			return resp.GetOverallCode()
 		}
-		b.startWindow(t, time.Minute, time.Second, 10*time.Second)
+		b.startWindow(t, time.Minute, 100*time.Millisecond, 4*time.Second)
 		for range 3 {
 			call("user", "u1")
 		}
