@@ -5,6 +5,12 @@ package main
 // each and need Redis (and PostgreSQL for the audit sinks), so they run only with FLOODGATE_OVERHEAD=1:
 //
 //	FLOODGATE_OVERHEAD=1 go test -run 'Overhead' -v -count 1 -timeout 10m ./cmd/floodgate
+//
+// TestAuditOverhead's knobs: FLOODGATE_OVERHEAD_RATE (open loop at that many requests/s; unset: closed
+// loop), FLOODGATE_OVERHEAD_DURATION (per phase, default 8s), FLOODGATE_OVERHEAD_ROUNDS (default 2),
+// FLOODGATE_OVERHEAD_SINKS (all, redis, postgres, none), FLOODGATE_OVERHEAD_BATCH (the Recorder's batch
+// size), FLOODGATE_OVERHEAD_LOAD (process: a separate client process, the default; inprocess) and
+// FLOODGATE_OVERHEAD_CLIENT_CPUS (taskset list for the client process; scripts/overhead-pinned.sh sets it).
 
 import (
 	"context"
@@ -108,16 +114,28 @@ func (r ohResult) q(p float64) time.Duration {
 
 func ohDial(t *testing.T, addr string) []*grpc.ClientConn {
 	t.Helper()
+	conns, err := ohDialConns(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return conns
+}
+
+func ohDialConns(addr string) ([]*grpc.ClientConn, error) {
 	conns := make([]*grpc.ClientConn, ohConnections)
 	for i := range conns {
 		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
-		t.Cleanup(func() { c.Close() })
 		conns[i] = c
 	}
-	return conns
+	return conns, nil
 }
 
 // ohLoad runs a closed loop of ohConcurrency callers over conns for d; req(g, n) is caller g's n-th request.
@@ -335,7 +353,7 @@ func TestAuditOverhead(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// FLOODGATE_OVERHEAD_SINKS (all, redis, postgres, none) chooses the Recorder's sinks, to split the cost.
-	ao := audit.Options{Replica: "overhead", Redis: rdb, StreamPrefix: prefix, DB: pool,
+	ao := audit.Options{Replica: "overhead", Redis: rdb, StreamPrefix: prefix, DB: pool, BatchSize: ohBatch(),
 		ConfigVersion: func() uint64 { return snap.Info().Version }}
 	switch sinks := os.Getenv("FLOODGATE_OVERHEAD_SINKS"); sinks {
 	case "", "all":
@@ -362,6 +380,7 @@ func TestAuditOverhead(t *testing.T) {
 	go func() { _ = rec.Run(ctx); close(recDone) }()
 	defer func() { cancel(); <-recDone }()
 
+	timers := map[bool]*ohServerTimer{true: {}, false: {}}
 	serve := func(withAudit bool) string {
 		reg := metrics.NewRegistry()
 		m := metrics.New(reg)
@@ -382,7 +401,7 @@ func TestAuditOverhead(t *testing.T) {
 		}
 		srv := grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec()),
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-			grpc.MaxRecvMsgSize(4<<20))
+			grpc.MaxRecvMsgSize(4<<20), grpc.StatsHandler(timers[withAudit]))
 		svc.Register(srv)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -394,12 +413,16 @@ func TestAuditOverhead(t *testing.T) {
 		return ln.Addr().String()
 	}
 	addrs := ohAddrs()
-	targets := []struct {
+	type target struct {
 		name  string
+		addr  string
 		conns []*grpc.ClientConn
-	}{
-		{"audit trail on (Recorder observes; sinks: " + sinkNames(ao) + ")", ohDial(t, serve(true))},
-		{"audit trail off (same Service, Recorder not an observer)", ohDial(t, serve(false))},
+		timer *ohServerTimer
+	}
+	targets := []target{{name: "audit trail on (Recorder observes; sinks: " + sinkNames(ao) + ")", addr: serve(true), timer: timers[true]},
+		{name: "audit trail off (same Service, Recorder not an observer)", addr: serve(false), timer: timers[false]}}
+	for i := range targets {
+		targets[i].conns = ohDial(t, targets[i].addr)
 	}
 	// Warm-up: every address once (allowed, exhausting its 1/hour), then 2 s of denied load.
 	for _, tg := range targets {
@@ -415,44 +438,77 @@ func TestAuditOverhead(t *testing.T) {
 	}
 	ohWaitDrained(t, rec)
 
+	// FLOODGATE_OVERHEAD_LOAD: "process" (default) drives each phase from a separate client process,
+	// "inprocess" from this one (the load generator then shares Floodgate's CPU).
+	separate := true
+	switch l := os.Getenv("FLOODGATE_OVERHEAD_LOAD"); l {
+	case "", "process":
+	case "inprocess":
+		separate = false
+	default:
+		t.Fatalf("FLOODGATE_OVERHEAD_LOAD=%q: want process or inprocess", l)
+	}
+	rounds := 2
+	if n, err := strconv.Atoi(os.Getenv("FLOODGATE_OVERHEAD_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
 	d := ohDuration()
-	t.Logf("| phase | target | decisions/s | over limit | errors | p50 | p90 | p99 | p99.9 | test-process CPU µs/decision | PostgreSQL CPU µs/decision | Redis CPU µs/decision | audit events | dropped | sinks drained after |")
-	t.Logf("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	t.Logf("load: %s, %d callers over %d connections, %s; %d rounds of %s per target", map[bool]string{true: "separate client process", false: "in this process"}[separate],
+		ohConcurrency, ohConnections, map[bool]string{true: fmt.Sprintf("open loop at %.0f/s", ohRate()), false: "closed loop"}[ohRate() > 0], rounds, d)
+	t.Logf("| phase | target | decisions/s | over limit | errors | p50 | p90 | p99 | p99.9 | in-server p50 / p90 / p99 | Floodgate (test process) CPU µs/decision | client process CPU µs/decision | PostgreSQL CPU µs/decision | Redis CPU µs/decision | audit events | dropped | sinks drained after |")
+	t.Logf("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	type agg struct {
-		calls   uint64
-		elapsed time.Duration
-		p99     []time.Duration
-		p50     []time.Duration
+		calls    uint64
+		elapsed  time.Duration
+		p99, p50 []time.Duration
+		lat      []time.Duration // every phase's, for the pooled quantiles
+		cpu      time.Duration
+		cpuCalls uint64
 	}
 	sum := map[int]*agg{0: {}, 1: {}}
-	for round := range 2 {
+	for round := range rounds {
 		for ti, tg := range targets {
-			rng := mrand.New(mrand.NewPCG(uint64(round), uint64(ti)))
-			seq := make([]int, 1<<16)
-			for i := range seq {
-				seq[i] = rng.IntN(ohKeys)
-			}
-			before := rec.Stats()
+			before, sv0 := rec.Stats(), tg.timer.snapshot()
 			cpu0, pg0, rd0 := ohCPU(t, "self"), ohPostgresCPU(), ohRedisCPU(t, rdb)
-			r := ohLoad(tg.conns, d, func(g, n int) *rlsv3.RateLimitRequest {
-				return ohRLS(addrs[seq[(g*7919+n)&(len(seq)-1)]])
-			})
+			var r ohResult
+			var warm uint64
+			var client time.Duration
+			if separate {
+				r, warm, client = ohLoadProcess(t, tg.addr, d, round, ti)
+			} else {
+				rng := mrand.New(mrand.NewPCG(uint64(round), uint64(ti)))
+				seq := make([]int, 1<<16)
+				for i := range seq {
+					seq[i] = rng.IntN(ohKeys)
+				}
+				r = ohLoad(tg.conns, d, func(g, n int) *rlsv3.RateLimitRequest {
+					return ohRLS(addrs[seq[(g*7919+n)&(len(seq)-1)]])
+				})
+			}
 			drain := ohWaitDrained(t, rec) // the sinks finish this phase's events before the next phase
 			cpu1, pg1, rd1 := ohCPU(t, "self"), ohPostgresCPU(), ohRedisCPU(t, rdb)
-			after := rec.Stats()
-			per := func(c time.Duration) string {
-				return fmt.Sprintf("%.1f", float64(c.Microseconds())/float64(max(r.calls, 1)))
+			after, sv := rec.Stats(), ohQuantiles(sv0, tg.timer.snapshot(), 0.5, 0.9, 0.99)
+			served := r.calls + warm // the server's and the stores' CPU covers the client's warm-up too
+			per := func(c time.Duration, n uint64) string {
+				return fmt.Sprintf("%.1f", float64(c.Microseconds())/float64(max(n, 1)))
 			}
-			t.Logf("| %d | %s | %.0f | %.2f %% | %d | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s |",
+			clientCPU := "—"
+			if separate {
+				clientCPU = per(client, served)
+			}
+			t.Logf("| %d | %s | %.0f | %.2f %% | %d | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s | %d | %d | %s |",
 				round+1, tg.name, r.rate(), 100*float64(r.over)/float64(max(r.calls, 1)), r.errs,
-				ohMs(r.q(0.5)), ohMs(r.q(0.9)), ohMs(r.q(0.99)), ohMs(r.q(0.999)),
-				per(cpu1-cpu0), per(pg1-pg0), per(rd1-rd0),
+				ohMs(r.q(0.5)), ohMs(r.q(0.9)), ohMs(r.q(0.99)), ohMs(r.q(0.999)), ohMs(sv[0]), ohMs(sv[1]), ohMs(sv[2]),
+				per(cpu1-cpu0, served), clientCPU, per(pg1-pg0, served), per(rd1-rd0, served),
 				after.Denials-before.Denials, after.Dropped-before.Dropped, drain.Round(10*time.Millisecond))
 			a := sum[ti]
 			a.calls += r.calls
 			a.elapsed += r.elapsed
 			a.p99 = append(a.p99, r.q(0.99))
 			a.p50 = append(a.p50, r.q(0.5))
+			a.lat = append(a.lat, r.lat...)
+			a.cpu += cpu1 - cpu0
+			a.cpuCalls += served
 		}
 	}
 	on, off := sum[0], sum[1]
@@ -463,10 +519,17 @@ func TestAuditOverhead(t *testing.T) {
 		}
 		return s / time.Duration(len(ds))
 	}
-	t.Logf("summary: audit on %.0f decisions/s p50 %s p99 %s; off %.0f decisions/s p50 %s p99 %s; p99 ratio on/off %.3f; throughput ratio %.3f",
-		float64(on.calls)/on.elapsed.Seconds(), ohMs(mean(on.p50)), ohMs(mean(on.p99)),
-		float64(off.calls)/off.elapsed.Seconds(), ohMs(mean(off.p50)), ohMs(mean(off.p99)),
-		float64(mean(on.p99))/float64(mean(off.p99)), (float64(on.calls)/on.elapsed.Seconds())/(float64(off.calls)/off.elapsed.Seconds()))
+	pooled := func(a *agg, p float64) time.Duration {
+		slices.Sort(a.lat)
+		return ohResult{lat: a.lat}.q(p)
+	}
+	cpuPer := func(a *agg) float64 { return float64(a.cpu.Microseconds()) / float64(max(a.cpuCalls, 1)) }
+	t.Logf("summary: audit on %.0f decisions/s p50 %s p99 %s (pooled %s, p99.9 %s), Floodgate CPU %.1f µs/decision; off %.0f decisions/s p50 %s p99 %s (pooled %s, p99.9 %s), %.1f µs/decision",
+		float64(on.calls)/on.elapsed.Seconds(), ohMs(mean(on.p50)), ohMs(mean(on.p99)), ohMs(pooled(on, 0.99)), ohMs(pooled(on, 0.999)), cpuPer(on),
+		float64(off.calls)/off.elapsed.Seconds(), ohMs(mean(off.p50)), ohMs(mean(off.p99)), ohMs(pooled(off, 0.99)), ohMs(pooled(off, 0.999)), cpuPer(off))
+	t.Logf("summary: p99 ratio on/off %.3f (mean of the phases' p99), %.3f (pooled); throughput ratio %.3f",
+		float64(mean(on.p99))/float64(mean(off.p99)), float64(pooled(on, 0.99))/float64(pooled(off, 0.99)),
+		(float64(on.calls)/on.elapsed.Seconds())/(float64(off.calls)/off.elapsed.Seconds()))
 	t.Logf("recorder stats: %+v", rec.Stats())
 }
 

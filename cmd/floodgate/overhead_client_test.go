@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc/stats"
+)
+
+// The audit comparison drives Floodgate from a separate process, the test binary started again with
+// FLOODGATE_OVERHEAD_CLIENT set, so that the load generator's CPU is not Floodgate's: in production the
+// callers are Envoys on other machines. FLOODGATE_OVERHEAD_CLIENT_CPUS (a taskset list) pins that process,
+// which scripts/overhead-pinned.sh uses to give Floodgate a core of its own.
+
+func TestMain(m *testing.M) {
+	if addr := os.Getenv("FLOODGATE_OVERHEAD_CLIENT"); addr != "" {
+		if err := ohClientMain(addr); err != nil {
+			fmt.Fprintln(os.Stderr, "overhead client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// ohClientReport is what the client process writes to FLOODGATE_OVERHEAD_CLIENT_OUT.
+type ohClientReport struct {
+	Calls, Over, Errs uint64
+	WarmupCalls       uint64
+	Elapsed           time.Duration
+	Latencies         []time.Duration // sorted
+}
+
+// ohClientMain runs one measured phase against addr: a 1 s warm-up (not recorded), then ohLoad for
+// FLOODGATE_OVERHEAD_CLIENT_DURATION over the denied addresses in the order FLOODGATE_OVERHEAD_CLIENT_SEED
+// ("round,target") gives.
+func ohClientMain(addr string) error {
+	d, err := time.ParseDuration(os.Getenv("FLOODGATE_OVERHEAD_CLIENT_DURATION"))
+	if err != nil {
+		return fmt.Errorf("FLOODGATE_OVERHEAD_CLIENT_DURATION: %w", err)
+	}
+	var round, target uint64
+	if _, err := fmt.Sscanf(os.Getenv("FLOODGATE_OVERHEAD_CLIENT_SEED"), "%d,%d", &round, &target); err != nil {
+		return fmt.Errorf("FLOODGATE_OVERHEAD_CLIENT_SEED: %w", err)
+	}
+	out := os.Getenv("FLOODGATE_OVERHEAD_CLIENT_OUT")
+	if out == "" {
+		return fmt.Errorf("FLOODGATE_OVERHEAD_CLIENT_OUT is not set")
+	}
+	conns, err := ohDialConns(addr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	addrs := ohAddrs()
+	rng := mrand.New(mrand.NewPCG(round, target))
+	seq := make([]int, 1<<16)
+	for i := range seq {
+		seq[i] = rng.IntN(ohKeys)
+	}
+	req := func(g, n int) *rlsv3.RateLimitRequest { return ohRLS(addrs[seq[(g*7919+n)&(len(seq)-1)]]) }
+	w := ohLoad(conns, time.Second, req)
+	r := ohLoad(conns, d, req)
+	if r.errs > 0 {
+		return fmt.Errorf("%d of %d calls failed", r.errs, r.calls)
+	}
+	b, err := json.Marshal(ohClientReport{Calls: r.calls, Over: r.over, Errs: r.errs, WarmupCalls: w.calls, Elapsed: r.elapsed, Latencies: r.lat})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(out, b, 0o600)
+}
+
+// ohLoadProcess runs one measured phase from a client process and returns its result, the calls of its
+// warm-up and the client process's CPU time.
+func ohLoadProcess(t *testing.T, addr string, d time.Duration, round, target int) (ohResult, uint64, time.Duration) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "client-"+strconv.Itoa(round)+"-"+strconv.Itoa(target)+".json")
+	args := []string{os.Args[0], "-test.run=^$"}
+	if cpus := os.Getenv("FLOODGATE_OVERHEAD_CLIENT_CPUS"); cpus != "" {
+		args = append([]string{"taskset", "-c", cpus}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "FLOODGATE_OVERHEAD_CLIENT="+addr,
+		"FLOODGATE_OVERHEAD_CLIENT_DURATION="+d.String(),
+		fmt.Sprintf("FLOODGATE_OVERHEAD_CLIENT_SEED=%d,%d", round, target),
+		"FLOODGATE_OVERHEAD_CLIENT_OUT="+out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("client process: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep ohClientReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.IsSorted(rep.Latencies) || uint64(len(rep.Latencies)) != rep.Calls {
+		t.Fatalf("client report: %d latencies for %d calls", len(rep.Latencies), rep.Calls)
+	}
+	return ohResult{calls: rep.Calls, over: rep.Over, errs: rep.Errs, elapsed: rep.Elapsed, lat: rep.Latencies},
+		rep.WarmupCalls, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+}
+
+func ohBatch() int {
+	n, _ := strconv.Atoi(os.Getenv("FLOODGATE_OVERHEAD_BATCH"))
+	return n
+}
+
+// ohServerTimer is a gRPC stats handler that histograms each RPC's time inside the server, from the
+// stream's creation by the transport (headers read) to the end of the handler (status written): the
+// decision latency as Floodgate sees it, without the client's and the network's share.
+type ohServerTimer struct {
+	buckets [ohTimerBuckets]atomic.Uint64 // 10 µs each; the last one holds everything longer
+}
+
+const ohTimerBuckets = 10_000
+
+func (h *ohServerTimer) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (h *ohServerTimer) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (h *ohServerTimer) HandleConn(context.Context, stats.ConnStats) {}
+func (h *ohServerTimer) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if e, ok := s.(*stats.End); ok {
+		i := int(e.EndTime.Sub(e.BeginTime) / (10 * time.Microsecond))
+		h.buckets[min(max(i, 0), ohTimerBuckets-1)].Add(1)
+	}
+}
+
+// snapshot returns the counts so far; quantiles of a phase come from the difference of two snapshots.
+func (h *ohServerTimer) snapshot() []uint64 {
+	out := make([]uint64, ohTimerBuckets)
+	for i := range out {
+		out[i] = h.buckets[i].Load()
+	}
+	return out
+}
+
+// ohQuantiles returns the upper bounds of the buckets holding quantiles ps of after−before.
+func ohQuantiles(before, after []uint64, ps ...float64) []time.Duration {
+	var total uint64
+	for i := range after {
+		total += after[i] - before[i]
+	}
+	out := make([]time.Duration, len(ps))
+	for j, p := range ps {
+		want := uint64(p*float64(total) + 0.999999)
+		var seen uint64
+		for i := range after {
+			seen += after[i] - before[i]
+			if seen >= want {
+				out[j] = time.Duration(i+1) * 10 * time.Microsecond
+				break
+			}
+		}
+	}
+	return out
+}
