@@ -13,7 +13,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bench_pid=
 run=${1:-TestAuditOverhead}
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-dir=$(mktemp -d /tmp/floodgate-pinned.XXXX)
+dir=$(mktemp -d "${STORE_TMP:-/tmp}/floodgate-pinned.XXXX")
 chown postgres "$dir"
 cleanup() {
   [ -n "$bench_pid" ] && kill "$bench_pid" 2>/dev/null || true

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/stats"
 )
 
@@ -38,8 +40,11 @@ func TestMain(m *testing.M) {
 type ohClientReport struct {
 	Calls, Over, Errs uint64
 	WarmupCalls       uint64
-	Elapsed           time.Duration
-	Latencies         []time.Duration // sorted
+	// ControlRows and ControlPostgresCPU are the PostgreSQL control load's (ohPGControl), if any.
+	ControlRows        uint64
+	ControlPostgresCPU time.Duration
+	Elapsed            time.Duration
+	Latencies          []time.Duration // sorted
 }
 
 // ohClientMain runs one measured phase against addr: a 1 s warm-up (not recorded), then ohLoad for
@@ -74,21 +79,45 @@ func ohClientMain(addr string) error {
 		seq[i] = rng.IntN(ohKeys)
 	}
 	req := func(g, n int) *rlsv3.RateLimitRequest { return ohRLS(addrs[seq[(g*7919+n)&(len(seq)-1)]]) }
+	ctlErr := make(chan error, 1)
+	var ctlRows uint64
+	var ctlCPU time.Duration
+	ctx, cancel := context.WithCancel(context.Background())
+	if db := os.Getenv("FLOODGATE_OVERHEAD_CLIENT_PGCONTROL"); db != "" {
+		batch, _ := strconv.Atoi(os.Getenv("FLOODGATE_OVERHEAD_CLIENT_PGBATCH"))
+		every, err := time.ParseDuration(os.Getenv("FLOODGATE_OVERHEAD_CLIENT_PGEVERY"))
+		if err != nil {
+			cancel()
+			return fmt.Errorf("FLOODGATE_OVERHEAD_CLIENT_PGEVERY: %w", err)
+		}
+		// Ends when cancel is called after the phase.
+		go func() {
+			var err error
+			ctlRows, ctlCPU, err = ohPGControl(ctx, db, every, max(batch, 1), addrs)
+			ctlErr <- err
+		}()
+	} else {
+		ctlErr <- nil
+	}
 	w := ohLoad(conns, time.Second, req)
 	r := ohLoad(conns, d, req)
+	cancel()
+	if err := <-ctlErr; err != nil {
+		return fmt.Errorf("PostgreSQL control load: %w", err)
+	}
 	if r.errs > 0 {
 		return fmt.Errorf("%d of %d calls failed", r.errs, r.calls)
 	}
-	b, err := json.Marshal(ohClientReport{Calls: r.calls, Over: r.over, Errs: r.errs, WarmupCalls: w.calls, Elapsed: r.elapsed, Latencies: r.lat})
+	b, err := json.Marshal(ohClientReport{Calls: r.calls, Over: r.over, Errs: r.errs, WarmupCalls: w.calls, ControlRows: ctlRows, ControlPostgresCPU: ctlCPU, Elapsed: r.elapsed, Latencies: r.lat})
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(out, b, 0o600)
 }
 
-// ohLoadProcess runs one measured phase from a client process and returns its result, the calls of its
-// warm-up and the client process's CPU time.
-func ohLoadProcess(t *testing.T, addr string, d time.Duration, round, target int) (ohResult, uint64, time.Duration) {
+// ohLoadProcess runs one measured phase from a client process and returns its result, its report (warm-up
+// calls, control load) and the client process's CPU time.
+func ohLoadProcess(t *testing.T, addr string, d time.Duration, round, target int, env ...string) (ohResult, ohClientReport, time.Duration) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "client-"+strconv.Itoa(round)+"-"+strconv.Itoa(target)+".json")
 	args := []string{os.Args[0], "-test.run=^$"}
@@ -100,6 +129,7 @@ func ohLoadProcess(t *testing.T, addr string, d time.Duration, round, target int
 		"FLOODGATE_OVERHEAD_CLIENT_DURATION="+d.String(),
 		fmt.Sprintf("FLOODGATE_OVERHEAD_CLIENT_SEED=%d,%d", round, target),
 		"FLOODGATE_OVERHEAD_CLIENT_OUT="+out)
+	cmd.Env = append(cmd.Env, env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("client process: %v\n%s", err, b)
 	}
@@ -115,7 +145,7 @@ func ohLoadProcess(t *testing.T, addr string, d time.Duration, round, target int
 		t.Fatalf("client report: %d latencies for %d calls", len(rep.Latencies), rep.Calls)
 	}
 	return ohResult{calls: rep.Calls, over: rep.Over, errs: rep.Errs, elapsed: rep.Elapsed, lat: rep.Latencies},
-		rep.WarmupCalls, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		rep, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 func ohBatch() int {
@@ -172,4 +202,70 @@ func ohQuantiles(before, after []uint64, ps ...float64) []time.Duration {
 		}
 	}
 	return out
+}
+
+// ohPGControl gives PostgreSQL the audit trail's work without Floodgate's share: from the client
+// process, it writes audit-like rows (the audit_events table of the schema in dbURL, time-ordered
+// 26-character ids, the denied addresses as client_ip, one descriptor entry) with COPY, batch rows
+// every interval, as the Recorder's PostgreSQL sink does under load, until ctx ends.
+// It returns the rows written and the CPU time of its PostgreSQL backend process.
+func ohPGControl(ctx context.Context, dbURL string, every time.Duration, batch int, addrs []string) (rows uint64, cpu time.Duration, err error) {
+	conn, err := pgconn.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close(context.Background())
+	backend := strconv.FormatUint(uint64(conn.PID()), 10)
+	cpu0, err := ohProcCPU(backend)
+	if err != nil {
+		return 0, 0, err
+	}
+	const cols = "COPY audit_events (id, time, kind, service, domain, rule, entries, client_ip, proxy_ip, method, " +
+		"host, path, limit_name, limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, " +
+		"config_version, shadow, degraded, change) FROM STDIN"
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	// The rows are encoded once; each batch only rewrites every row's id and time in place, so that the
+	// control costs the client process next to nothing (its CPU would otherwise favour the "on" phases).
+	const stamp = "2006-01-02T15:04:05.000000Z"
+	var buf []byte
+	idAt := make([]int, batch)
+	for i := range batch {
+		a := addrs[i%len(addrs)]
+		idAt[i] = len(buf)
+		buf = fmt.Appendf(buf, "%026X\t%s\tdenial\tratelimit\tapi\tapi.remote_address\t"+
+			`[{"key":"remote_address","value":"%s"}]`+"\t%s\t\t\t\t\tapi.remote_address\t1\t3600000\tfixed_window\t0\t1800000\tcontrol\t1\tf\tf\t\\N\n",
+			0, stamp, a, a)
+	}
+	var n uint64
+	for {
+		select {
+		case <-ctx.Done():
+			cpu1, err := ohProcCPU(backend)
+			return rows, cpu1 - cpu0, err
+		case <-tick.C:
+		}
+		now := time.Now().UTC()
+		ts := now.AppendFormat(nil, stamp)
+		for _, at := range idAt {
+			n++
+			// 26 hex digits, time-ordered like the Recorder's ULIDs: 16 of nanoseconds, 10 of sequence.
+			ohPutHex(buf[at:at+16], uint64(now.UnixNano()))
+			ohPutHex(buf[at+16:at+26], n)
+			copy(buf[at+27:at+27+len(stamp)], ts)
+		}
+		tag, err := conn.CopyFrom(ctx, bytes.NewReader(buf), cols)
+		if err != nil && ctx.Err() == nil {
+			return rows, 0, err
+		}
+		rows += uint64(tag.RowsAffected())
+	}
+}
+
+// ohPutHex writes v's low len(b) hex digits into b.
+func ohPutHex(b []byte, v uint64) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = "0123456789ABCDEF"[v&15]
+		v >>= 4
+	}
 }

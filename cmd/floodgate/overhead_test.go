@@ -13,12 +13,14 @@ package main
 // FLOODGATE_OVERHEAD_CLIENT_CPUS (taskset list for the client process; scripts/overhead-pinned.sh sets it).
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,15 +211,23 @@ func ohRLS(addr string) *rlsv3.RateLimitRequest {
 // ohCPU returns utime+stime of pid ("self" allowed) in clock ticks (USER_HZ = 100).
 func ohCPU(t *testing.T, pid string) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	d, err := ohProcCPU(pid)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return d
+}
+
+func ohProcCPU(pid string) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
 	}
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
 	u, _ := strconv.ParseUint(f[11], 10, 64)
 	st, _ := strconv.ParseUint(f[12], 10, 64)
-	return time.Duration(u+st) * 10 * time.Millisecond
+	return time.Duration(u+st) * 10 * time.Millisecond, nil
 }
 
 // ohPostgresCPU sums utime+stime of every postgres process (the audit sink's server-side cost).
@@ -313,6 +323,47 @@ func ohAuditSinks(t *testing.T) (*redis.Client, string, *pgxpool.Pool) {
 		base.Close()
 	})
 	return rdb, prefix, pool
+}
+
+// ohControlSchema creates a schema with the audit tables (dropped at cleanup) and returns a database URL
+// whose search_path is that schema.
+func ohControlSchema(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	schema := "floodgate_overhead_control_" + ohUnique()
+	u, err := url.Parse(ohDatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	base, err := pgxpool.New(ctx, ohDatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := base.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+		base.Close()
+	})
+	pool, err := pgxpool.New(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	rec, err := audit.New(audit.Options{Replica: "control", DB: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return u.String()
 }
 
 // ohWaitDrained waits until every queued event reached both sinks; it returns how long that took.
@@ -452,10 +503,25 @@ func TestAuditOverhead(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("FLOODGATE_OVERHEAD_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
+	// FLOODGATE_OVERHEAD_PG_CONTROL=F (a fraction, 1 = as many rows as the sink writes): during the "off"
+	// phases the client process gives PostgreSQL F times the audit sink's rows, at the sink's cadence (a
+	// COPY every BatchSize/rate seconds), so that the comparison holds PostgreSQL's work constant and
+	// measures what the audit trail costs inside Floodgate. Choose F so that the PostgreSQL CPU column
+	// matches between the phases (the control's rows are not byte for byte the sink's).
+	var control string
+	var controlBatch int
+	if f, err := strconv.ParseFloat(os.Getenv("FLOODGATE_OVERHEAD_PG_CONTROL"), 64); err == nil && f > 0 {
+		if !separate || ohRate() <= 0 || ao.DB == nil {
+			t.Fatal("FLOODGATE_OVERHEAD_PG_CONTROL needs the client process, FLOODGATE_OVERHEAD_RATE and the PostgreSQL sink")
+		}
+		control = ohControlSchema(t)
+		controlBatch = max(1, int(f*float64(cmp.Or(ao.BatchSize, audit.DefaultBatchSize))+0.5))
+		t.Logf("control: during the audit-off phases the client process writes %.2f× the sink's rows to PostgreSQL", f)
+	}
 	d := ohDuration()
 	t.Logf("load: %s, %d callers over %d connections, %s; %d rounds of %s per target", map[bool]string{true: "separate client process", false: "in this process"}[separate],
 		ohConcurrency, ohConnections, map[bool]string{true: fmt.Sprintf("open loop at %.0f/s", ohRate()), false: "closed loop"}[ohRate() > 0], rounds, d)
-	t.Logf("| phase | target | decisions/s | over limit | errors | p50 | p90 | p99 | p99.9 | in-server p50 / p90 / p99 | Floodgate (test process) CPU µs/decision | client process CPU µs/decision | PostgreSQL CPU µs/decision | Redis CPU µs/decision | audit events | dropped | sinks drained after |")
+	t.Logf("| phase | target | decisions/s | over limit | errors | p50 | p90 | p99 | p99.9 | in-server p50 / p90 / p99 | Floodgate (test process) CPU µs/decision | client process CPU µs/decision | PostgreSQL CPU µs/decision | Redis CPU µs/decision | audit events (control rows in off phases) | dropped | sinks drained after |")
 	t.Logf("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	type agg struct {
 		calls    uint64
@@ -471,10 +537,18 @@ func TestAuditOverhead(t *testing.T) {
 			before, sv0 := rec.Stats(), tg.timer.snapshot()
 			cpu0, pg0, rd0 := ohCPU(t, "self"), ohPostgresCPU(), ohRedisCPU(t, rdb)
 			var r ohResult
-			var warm uint64
-			var client time.Duration
+			var warm, ctlRows uint64
+			var client, ctlPG time.Duration
 			if separate {
-				r, warm, client = ohLoadProcess(t, tg.addr, d, round, ti)
+				var env []string
+				if ti == 1 && control != "" {
+					env = []string{"FLOODGATE_OVERHEAD_CLIENT_PGCONTROL=" + control,
+						"FLOODGATE_OVERHEAD_CLIENT_PGBATCH=" + strconv.Itoa(controlBatch),
+						"FLOODGATE_OVERHEAD_CLIENT_PGEVERY=" + time.Duration(float64(cmp.Or(ao.BatchSize, audit.DefaultBatchSize))/ohRate()*float64(time.Second)).String()}
+				}
+				var rep ohClientReport
+				r, rep, client = ohLoadProcess(t, tg.addr, d, round, ti, env...)
+				warm, ctlRows, ctlPG = rep.WarmupCalls, rep.ControlRows, rep.ControlPostgresCPU
 			} else {
 				rng := mrand.New(mrand.NewPCG(uint64(round), uint64(ti)))
 				seq := make([]int, 1<<16)
@@ -499,8 +573,8 @@ func TestAuditOverhead(t *testing.T) {
 			t.Logf("| %d | %s | %.0f | %.2f %% | %d | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s | %d | %d | %s |",
 				round+1, tg.name, r.rate(), 100*float64(r.over)/float64(max(r.calls, 1)), r.errs,
 				ohMs(r.q(0.5)), ohMs(r.q(0.9)), ohMs(r.q(0.99)), ohMs(r.q(0.999)), ohMs(sv[0]), ohMs(sv[1]), ohMs(sv[2]),
-				per(cpu1-cpu0, served), clientCPU, per(pg1-pg0, served), per(rd1-rd0, served),
-				after.Denials-before.Denials, after.Dropped-before.Dropped, drain.Round(10*time.Millisecond))
+				per(cpu1-cpu0, served), clientCPU, per(pg1-pg0+ctlPG, served), per(rd1-rd0, served),
+				after.Denials-before.Denials+ctlRows, after.Dropped-before.Dropped, drain.Round(10*time.Millisecond))
 			a := sum[ti]
 			a.calls += r.calls
 			a.elapsed += r.elapsed
