@@ -198,7 +198,8 @@ const charts = {
         ...this.size(node),
         cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true }, y: name === 'host' ? { range: [0, 100] } : { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.15 : 1] } },
-        axes: [{ ...axis }, { ...axis, size: 48 }],
+        // x: whole seconds and room for an HH:MM:SS label per tick
+        axes: [{ ...axis, space: 80, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900] }, { ...axis, size: 48 }],
         series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, points: { show: false }, spanGaps: false }))],
         legend: { live: false },
       };
