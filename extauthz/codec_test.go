@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -9,7 +10,9 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -155,4 +158,41 @@ func TestSanitizeKeepsUnknownAndNested(t *testing.T) {
 	if u := got.ProtoReflect().GetUnknown(); !bytes.Equal(u, []byte{0xf8, 0x3e, 0x01}) {
 		t.Errorf("unknown field: got %x, want f83e01", u)
 	}
+}
+
+// The 64 KiB bound on a descriptor value counts the bytes Envoy sent, not their escaped form (5 bytes per
+// invalid byte): a 60,000-byte value of invalid bytes is decided, not refused with INVALID_ARGUMENT (which a
+// fail-open Envoy would let through unlimited); past 65,536 bytes on the wire it is refused, with the field.
+func TestInvalidUTF8SizeCountsWireBytes(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		h := serve(t, b, rlsLimits, nil)
+		call := func(value string) (rlsv3.RateLimitResponse_Code, error) {
+			req := withInvalidUTF8(t, rlsReq("api", desc("five", value)))
+			var raw []byte
+			err := h.conn.Invoke(ctxT(t), "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit", &req, &raw,
+				grpc.ForceCodecV2(rawCodec{}))
+			if err != nil {
+				return 0, err
+			}
+			var resp rlsv3.RateLimitResponse
+			if err := proto.Unmarshal(raw, &resp); err != nil {
+				t.Fatal(err)
+			}
+			return resp.GetOverallCode(), nil
+		}
+		long := strings.Repeat("XX", 30_000) // 60,000 invalid bytes on the wire
+		for i := range 6 {
+			code, err := call(long)
+			if err != nil {
+				t.Fatalf("call %d with 60,000 invalid bytes: %v", i+1, err)
+			}
+			if want := map[bool]rlsv3.RateLimitResponse_Code{true: rlsv3.RateLimitResponse_OVER_LIMIT, false: rlsv3.RateLimitResponse_OK}[i == 5]; code != want {
+				t.Errorf("call %d with 60,000 invalid bytes: %v, want %v", i+1, code, want)
+			}
+		}
+		_, err := call(strings.Repeat("XX", 33_000)) // 66,000 bytes on the wire
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "descriptors[0].entries[0]") {
+			t.Errorf("66,000 invalid bytes: got %v, want INVALID_ARGUMENT naming descriptors[0].entries[0]", err)
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -364,7 +365,7 @@ func validateRateLimitRequest(req *rlsv3.RateLimitRequest) error {
 	if req.GetDomain() == "" {
 		return fmt.Errorf("domain is empty")
 	}
-	if len(req.GetDomain()) > MaxValueBytes {
+	if wireLen(req.GetDomain()) > MaxValueBytes {
 		return fmt.Errorf("domain is %d bytes, above %d", len(req.GetDomain()), MaxValueBytes)
 	}
 	descs := req.GetDescriptors()
@@ -386,7 +387,7 @@ func validateRateLimitRequest(req *rlsv3.RateLimitRequest) error {
 			if e.GetKey() == "" {
 				return fmt.Errorf("descriptors[%d].entries[%d].key is empty", i, j)
 			}
-			if len(e.GetKey()) > MaxValueBytes || len(e.GetValue()) > MaxValueBytes {
+			if wireLen(e.GetKey()) > MaxValueBytes || wireLen(e.GetValue()) > MaxValueBytes {
 				return fmt.Errorf("descriptors[%d].entries[%d] is longer than %d bytes", i, j, MaxValueBytes)
 			}
 		}
@@ -413,3 +414,24 @@ func validateRateLimitRequest(req *rlsv3.RateLimitRequest) error {
 	}
 	return nil
 }
+
+// wireLen is the length s had on the wire: the codec (see Codec) rewrites each invalid UTF-8 byte as U+FFFD
+// and two hex digits (5 bytes), which count as the one byte Envoy sent, so that a value within the limit on
+// the wire is never refused for its escaping (INVALID_ARGUMENT lets a fail-open Envoy through unlimited).
+// A U+FFFD with two hex digits sent as such counts as one byte too: the bound is then at most 5× looser.
+func wireLen(s string) int {
+	n := len(s)
+	for i := 0; ; {
+		j := strings.Index(s[i:], "\uFFFD")
+		if j < 0 {
+			return n
+		}
+		i += j + len("\uFFFD")
+		if i+2 <= len(s) && isHex(s[i]) && isHex(s[i+1]) {
+			n -= len("\uFFFD") + 2 - 1
+			i += 2
+		}
+	}
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
