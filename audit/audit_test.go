@@ -234,6 +234,26 @@ func TestWhichObservationsAreRecorded(t *testing.T) {
 			want: []Event{{Kind: KindDenial, Service: "ratelimit", Domain: "api", Rule: "api.user", ConfigVersion: 7,
 				Entries: []Entry{{Key: "user", Value: `u\xff1`}, {Key: "path", Value: "/x"}},
 				Limit:   Limit{Name: "n", Requests: 3, Window: time.Second, Algorithm: "sliding_window"}, RetryAfter: time.Second}}},
+		{name: "rls denial: the client is the remote_address entry (denied descriptor first)", give: extauthz.Observation{
+			Service: "ratelimit", Domain: "api", Code: extauthz.OutcomeOverLimit,
+			RLSDescriptors: []*ratelimitv3.RateLimitDescriptor{
+				{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "remote_address", Value: "192.0.2.1"}}},
+				{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "remote_address", Value: "192.0.2.77"}, {Key: "path", Value: "/x"}}},
+			},
+			Rules: []extauthz.RuleResult{{Rule: rule, Limit: lim, Result: denied, Descriptor: 1}}},
+			want: []Event{{Kind: KindDenial, Service: "ratelimit", Domain: "api", Rule: "api.user", ClientIP: "192.0.2.77",
+				Entries: []Entry{{Key: "remote_address", Value: "192.0.2.77"}, {Key: "path", Value: "/x"}},
+				Limit:   Limit{Name: "n", Requests: 3, Window: time.Second, Algorithm: "sliding_window"}, RetryAfter: time.Second}}},
+		{name: "rls denial: a remote_address entry of another descriptor", give: extauthz.Observation{
+			Service: "ratelimit", Domain: "api", Code: extauthz.OutcomeOverLimit,
+			RLSDescriptors: []*ratelimitv3.RateLimitDescriptor{
+				{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "remote_address", Value: "192.0.2.1"}}},
+				{Entries: []*ratelimitv3.RateLimitDescriptor_Entry{{Key: "user", Value: "u1"}}},
+			},
+			Rules: []extauthz.RuleResult{{Rule: rule, Limit: lim, Result: denied, Descriptor: 1}}},
+			want: []Event{{Kind: KindDenial, Service: "ratelimit", Domain: "api", Rule: "api.user", ClientIP: "192.0.2.1",
+				Entries: []Entry{{Key: "user", Value: "u1"}},
+				Limit:   Limit{Name: "n", Requests: 3, Window: time.Second, Algorithm: "sliding_window"}, RetryAfter: time.Second}}},
 		{name: "local fallback denial", give: extauthz.Observation{Service: "authz", Domain: "edge", Code: extauthz.OutcomeOverLimit,
 			StoreErr: context.DeadlineExceeded, FailureMode: "local",
 			Rules: []extauthz.RuleResult{{Rule: rule, Limit: lim, Result: denied}}},

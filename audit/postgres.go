@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,8 +110,11 @@ func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
 	}
 	buf := make([]byte, 0, 512*len(events))
 	var scratch []byte
-	for _, e := range events {
+	for i, e := range events {
 		buf, scratch = appendCopyRow(buf, scratch, e)
+		if (i+1)%(4*yieldEvery) == 0 {
+			runtime.Gosched() // see yieldEvery
+		}
 	}
 	conn, err := r.db.Acquire(ctx)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -53,6 +54,7 @@ func (r *Recorder) writeStream(ctx context.Context, events []*Event) error {
 		n := min(len(events), eventsPerEntry)
 		data := appendEventsJSON(make([]byte, 0, 512*n), events[:n])
 		events = events[n:]
+		runtime.Gosched() // between entries (≤ 256 events each); see yieldEvery
 		pipe.XAdd(ctx, &redis.XAddArgs{
 			Stream: r.streamKey,
 			MaxLen: r.maxLen,

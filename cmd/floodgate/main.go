@@ -260,6 +260,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	// The services behind the decisions (telemetry, dashboards, limits, the audit pipeline) run until the
+	// gRPC server has stopped, not just until shutdown starts: decisions answered while draining are
+	// measured and audited too.
+	bgctx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
 	// Ends when Serve returns: GracefulStop/Stop below, or a listener error.
 	g.Go(func() error {
 		if err := grpcServer.Serve(grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -274,24 +279,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return nil
 	})
-	// Ends when gctx is done (the sampler also runs the store health ping).
+	// Ends when bgctx is done (the sampler also runs the store health ping).
 	g.Go(func() error {
-		sampler.Run(gctx)
+		sampler.Run(bgctx)
 		return nil
 	})
-	// Ends when gctx is done.
+	// Ends when bgctx is done.
 	g.Go(func() error {
-		dash.Run(gctx)
+		dash.Run(bgctx)
 		return nil
 	})
-	// Ends when gctx is done: follows the store's versions (pub/sub and poll) or the files.
+	// Ends when bgctx is done: follows the store's versions (pub/sub and poll) or the files.
 	g.Go(func() error {
-		rt.Run(gctx)
+		rt.Run(bgctx)
 		return nil
 	})
-	// Ends when gctx is done, after flushing the queued events to their sinks.
+	// Ends when bgctx is done, after flushing the queued events to their sinks.
 	g.Go(func() error {
-		if err := recorder.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := recorder.Run(bgctx); err != nil && !errors.Is(err, context.Canceled) {
 			logger.Warn("audit pipeline", "err", err)
 		}
 		return nil
@@ -315,6 +320,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			grpcServer.Stop()
 			<-stopped
 		}
+		stopBackground()
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		defer cancel()
 		return httpServer.Shutdown(sctx)

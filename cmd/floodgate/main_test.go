@@ -71,6 +71,9 @@ type server struct {
 	logs               *syncBuffer
 	cancel             context.CancelFunc
 	done               chan error
+	// stop (processes only) sends SIGTERM and waits up to 15 s for the exit; later calls return the
+	// first one's result.
+	stop func() error
 }
 
 type syncBuffer struct {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -68,17 +70,23 @@ func startProcess(t *testing.T, bin string, args ...string) *server {
 		t.Fatal(err)
 	}
 	s.conn = conn
-	t.Cleanup(func() {
-		conn.Close()
+	s.stop = sync.OnceValue(func() error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-exited:
 			if err != nil {
-				t.Errorf("process exit: %v\n%s", err, s.logs)
+				return fmt.Errorf("process exit: %w\n%s", err, s.logs)
 			}
+			return nil
 		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
-			t.Errorf("process did not exit within 15 s of SIGTERM")
+			return fmt.Errorf("process did not exit within 15 s of SIGTERM")
+		}
+	})
+	t.Cleanup(func() {
+		conn.Close()
+		if err := s.stop(); err != nil {
+			t.Error(err)
 		}
 	})
 	return s
