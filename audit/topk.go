@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// bucketCount is the number of one-minute buckets kept: TopOffenders looks back at most 15 minutes.
-const bucketCount = 15
+// bucketCount is the number of one-minute buckets kept: TopOffenders looks back at most 15 whole minutes
+// before the current one.
+const bucketCount = 16
 
 // Count is one heavy hitter. Its true number of denials lies in [Count-Error, Count]; Error is 0 when the
 // key was tracked from its first denial in every bucket of the window.
@@ -27,7 +28,7 @@ type Offenders struct {
 }
 
 // topOffenders counts denials per client and per rule with Space-Saving summaries of k counters, one pair
-// per minute in a ring of 15: memory is O(15·k) whatever the number of distinct clients.
+// per minute in a ring of 16: memory is O(16·k) whatever the number of distinct clients.
 type topOffenders struct {
 	mu      sync.Mutex
 	k       int
@@ -56,20 +57,22 @@ func (t *topOffenders) add(at time.Time, client, rule string) {
 		}
 		b.minute = m
 	}
-	if client != "" { // RLS requests carry no client address: only their rule counts
+	if client != "" { // an RLS request without a remote_address entry has no client: only its rule counts
 		b.clients.add(client)
 	}
 	b.rules.add(rule)
 }
 
-// query merges the buckets of the last window (whole minutes, the current one included) ending at now.
+// query merges the buckets covering at least the last window (whole minutes, 1 to 15) ending at now: the
+// current minute so far and the window's whole minutes before it, so that a window never covers less than
+// it says (a 1-minute window covers the last 60 to 120 s). Offenders.Window is the time actually covered.
 func (t *topOffenders) query(now time.Time, window time.Duration, n int) Offenders {
 	minutes := int64((window + time.Minute - 1) / time.Minute)
-	minutes = min(max(minutes, 1), bucketCount)
+	minutes = min(max(minutes, 1), bucketCount-1)
 	cur := now.Unix() / 60
 	clients, rules := map[string]Count{}, map[string]Count{}
 	t.mu.Lock()
-	for m := cur - minutes + 1; m <= cur; m++ {
+	for m := cur - minutes; m <= cur; m++ {
 		b := &t.buckets[((m%bucketCount)+bucketCount)%bucketCount]
 		if b.minute != m || b.clients == nil {
 			continue
@@ -78,7 +81,8 @@ func (t *topOffenders) query(now time.Time, window time.Duration, n int) Offende
 		b.rules.mergeInto(rules)
 	}
 	t.mu.Unlock()
-	return Offenders{Window: time.Duration(minutes) * time.Minute, Clients: topN(clients, n), Rules: topN(rules, n)}
+	covered := now.Sub(time.Unix((cur-minutes)*60, 0))
+	return Offenders{Window: covered, Clients: topN(clients, n), Rules: topN(rules, n)}
 }
 
 func topN(m map[string]Count, n int) []Count {

@@ -49,12 +49,33 @@ func TestTopOffendersBoundedMemory(t *testing.T) {
 	t.Logf("1M distinct clients: heap growth %d bytes, min counter %d", grown, b.clients.heap[0].count)
 }
 
-// Buckets older than 15 minutes are reused, not accumulated.
+// A window covers at least what it says: a denial 4 s ago is in the 1-minute window even across a minute
+// boundary, and one 61 s ago still is while the current minute has just begun; one 2 minutes ago is not.
+func TestTopOffendersWindowCoversAtLeastItsLength(t *testing.T) {
+	top := newTopOffenders(8)
+	now := time.Date(2030, 1, 1, 10, 5, 3, 0, time.UTC)
+	top.add(now.Add(-4*time.Second), "recent", "r")    // 10:04:59
+	top.add(now.Add(-61*time.Second), "minute", "r")   // 10:04:02
+	top.add(now.Add(-124*time.Second), "earlier", "r") // 10:02:59
+	got := top.query(now, time.Minute, 5)
+	keys := map[string]bool{}
+	for _, c := range got.Clients {
+		keys[c.Key] = true
+	}
+	if !keys["recent"] || !keys["minute"] || keys["earlier"] {
+		t.Errorf("1-minute window at 10:05:03: got %+v, want recent and minute, not earlier", got.Clients)
+	}
+	if got.Window < time.Minute || got.Window > 2*time.Minute {
+		t.Errorf("window covered %s, want 1 to 2 minutes", got.Window)
+	}
+}
+
+// Buckets older than the 15-minute window are reused, not accumulated.
 func TestTopOffendersExpire(t *testing.T) {
 	top := newTopOffenders(8)
 	at := time.Date(2030, 1, 1, 10, 0, 0, 0, time.UTC)
 	top.add(at, "old", "r")
-	later := at.Add(15 * time.Minute)
+	later := at.Add(16 * time.Minute)
 	top.add(later, "new", "r")
 	got := top.query(later, 15*time.Minute, 5)
 	if len(got.Clients) != 1 || got.Clients[0].Key != "new" {
