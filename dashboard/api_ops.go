@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -260,8 +261,20 @@ func queryValueProblem(v string) string {
 
 // getAudit searches the audit trail: PostgreSQL when configured, else this replica's recent events.
 func (a *api) getAudit(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	for _, name := range []string{"kind", "rule", "client", "domain", "since", "until", "limit"} {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return badRequest("malformed query string: %v", err)
+	}
+	known := []string{"kind", "rule", "client", "domain", "since", "until", "limit"}
+	for name, vs := range q {
+		if !slices.Contains(known, name) {
+			return badRequest("unknown parameter %q; the filters are %s", name[:min(len(name), 64)], strings.Join(known, ", "))
+		}
+		if len(vs) > 1 {
+			return badRequest("%s given %d times; give it once", name, len(vs))
+		}
+	}
+	for _, name := range known {
 		for _, v := range q[name] {
 			if why := queryValueProblem(v); why != "" {
 				return badRequest("%s %s", name, why)
@@ -286,10 +299,13 @@ func (a *api) getAudit(w http.ResponseWriter, r *http.Request) error {
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
+		if err != nil || n < 1 || n > maxAuditLimit {
 			return badRequest("limit must be a whole number from 1 to %d, got %q", maxAuditLimit, v)
 		}
-		f.Limit = min(n, maxAuditLimit)
+		f.Limit = n
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && f.Since.After(f.Until) {
+		return badRequest("since (%s) is after until (%s)", f.Since.Format(time.RFC3339Nano), f.Until.Format(time.RFC3339Nano))
 	}
 	var events []audit.Event
 	if a.o.AuditQuery != nil {
