@@ -199,7 +199,9 @@ const charts = {
         cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true }, y: name === 'host' ? { range: [0, 100] } : { range: (u, lo, hi) => [0, hi > 0 ? hi * 1.15 : 1] } },
         // x: whole seconds and room for an HH:MM:SS label per tick
-        axes: [{ ...axis, space: 80, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900] }, { ...axis, size: 48 }],
+        // y: thousands as 18k, 1.2M, so labels fit the axis at any rate
+        axes: [{ ...axis, space: 80, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900] },
+          { ...axis, size: 48, values: (u, splits) => splits.map(axisNum) }],
         series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, points: { show: false }, spanGaps: false }))],
         legend: { live: false },
       };
@@ -257,6 +259,12 @@ function renderSnapshot(s) {
 }
 
 // ---------- audit trail ----------
+
+const compactNum = new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 });
+function axisNum(v) {
+  if (v === null || v === undefined) return '';
+  return Math.abs(v) >= 1000 ? compactNum.format(v) : String(Number(v.toPrecision(6)));
+}
 
 function cell(tr, text, cls = '') { tr.append(el('td', `td ${cls}`, text)); }
 

@@ -6,8 +6,15 @@ export const $ = (id) => document.getElementById(id);
 export function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
-  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (text !== undefined && text !== null) e.textContent = visible(String(text));
   return e;
+}
+
+// Control characters (but tab and newline) and bidirectional formatting characters in displayed text are
+// shown as \u{…} escapes: a request value such as "\u202e…" must not reorder what the operator reads.
+const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+export function visible(s) {
+  return s.replace(HIDDEN, (c) => `\\u{${c.codePointAt(0).toString(16).padStart(4, '0')}}`);
 }
 
 // button returns a <button type="button"> with the given classes, text and click handler.
