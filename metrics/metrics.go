@@ -119,6 +119,16 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.decisions, m.ruleDecisions, m.degraded, m.decisionTime, m.storeTime, m.storeErrors,
 		m.storeUp, m.pingTime, m.configVersion, m.configLoadedAt, m.configLag, m.configLagHist, m.configReloads,
 		m.configErrors, m.configOK)
+	// The error and outage counters exist at 0 from the start, so alerts on their rate work before the
+	// first failure (a series that appears only then has no rate for its first scrape).
+	for _, kind := range []string{"timeout", "error"} {
+		m.storeErrors.WithLabelValues(kind)
+	}
+	for _, service := range []string{"ratelimit", "authz"} {
+		for _, mode := range []string{"allow", "deny", "local"} {
+			m.degraded.WithLabelValues(service, mode)
+		}
+	}
 	return m
 }
 

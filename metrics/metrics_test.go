@@ -136,3 +136,16 @@ floodgate_store_up 1
 		t.Errorf("store_up after a failed ping: got %v, want 0", got)
 	}
 }
+
+// The store error and degraded-decision counters exist at 0 before the first failure, so that an alert on
+// their rate has a series to work on from the first scrape.
+func TestFailureCountersStartAtZero(t *testing.T) {
+	reg := NewRegistry()
+	New(reg)
+	if n := testutil.CollectAndCount(reg, "floodgate_store_errors_total"); n != 2 {
+		t.Errorf("floodgate_store_errors_total: %d series before any error, want 2 (timeout, error)", n)
+	}
+	if n := testutil.CollectAndCount(reg, "floodgate_degraded_decisions_total"); n != 6 {
+		t.Errorf("floodgate_degraded_decisions_total: %d series before any outage, want 6 (2 services × 3 modes)", n)
+	}
+}
