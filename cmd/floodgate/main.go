@@ -68,6 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := newLogger(cfg, stderr)
+	redis.SetLogger(newRedisLogger(logger))
 
 	if cfg.TrustedProxyHops > 0 && len(cfg.TrustedProxies) > 0 {
 		logger.Warn("--trusted-proxies replaces --trusted-proxy-hops; the hop count is ignored", "trusted_proxy_hops", cfg.TrustedProxyHops)
