@@ -227,27 +227,39 @@ func ohPGControl(ctx context.Context, dbURL string, every time.Duration, batch i
 	defer tick.Stop()
 	// The rows are encoded once; each batch only rewrites every row's id and time in place, so that the
 	// control costs the client process next to nothing (its CPU would otherwise favour the "on" phases).
+	// Like the sink's rows under the load, the clients are all the addresses in random order: one template
+	// per batch-sized slice of a shuffled list, used in turn.
 	const stamp = "2006-01-02T15:04:05.000000Z"
-	var buf []byte
-	idAt := make([]int, batch)
-	for i := range batch {
-		a := addrs[i%len(addrs)]
-		idAt[i] = len(buf)
-		buf = fmt.Appendf(buf, "%026X\t%s\tdenial\tratelimit\tapi\tapi.remote_address\t"+
-			`[{"key":"remote_address","value":"%s"}]`+"\t%s\t\t\t\t\tapi.remote_address\t1\t3600000\tfixed_window\t0\t1800000\tcontrol\t1\tf\tf\t\\N\n",
-			0, stamp, a, a)
+	type template struct {
+		buf  []byte
+		idAt []int
+	}
+	order := mrand.New(mrand.NewPCG(1, 2)).Perm(len(addrs))
+	var templates []template
+	for lo := 0; lo < len(order); lo += batch {
+		var tp template
+		for i := range batch {
+			a := addrs[order[(lo+i)%len(order)]]
+			tp.idAt = append(tp.idAt, len(tp.buf))
+			tp.buf = fmt.Appendf(tp.buf, "%026X\t%s\tdenial\tratelimit\tapi\tapi.remote_address\t"+
+				`[{"key":"remote_address","value":"%s"}]`+"\t%s\t\t\t\t\tapi.remote_address\t1\t3600000\tfixed_window\t0\t1800000\tcontrol\t1\tf\tf\t\\N\n",
+				0, stamp, a, a)
+		}
+		templates = append(templates, tp)
 	}
 	var n uint64
-	for {
+	for k := 0; ; k++ {
 		select {
 		case <-ctx.Done():
 			cpu1, err := ohProcCPU(backend)
 			return rows, cpu1 - cpu0, err
 		case <-tick.C:
 		}
+		tp := templates[k%len(templates)]
+		buf := tp.buf
 		now := time.Now().UTC()
 		ts := now.AppendFormat(nil, stamp)
-		for _, at := range idAt {
+		for _, at := range tp.idAt {
 			n++
 			// 26 hex digits, time-ordered like the Recorder's ULIDs: 16 of nanoseconds, 10 of sequence.
 			ohPutHex(buf[at:at+16], uint64(now.UnixNano()))
