@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -92,6 +93,10 @@ FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $
 	change)
 ON CONFLICT (id) DO NOTHING`
 
+// batchBufs holds the buffers a batch is encoded into (COPY rows, stream entries), reused from batch to
+// batch: at thousands of events per second, fresh ones were most of the pipeline's garbage.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512<<10); return &b }}
+
 // copySQL writes a batch in COPY's text format (see appendCopyRow for the column order).
 const copySQL = `COPY audit_events (id, time, kind, service, domain, rule, entries, client_ip, proxy_ip, method, host,
 	path, limit_name, limit_requests, limit_window_ms, algorithm, remaining, retry_after_ms, replica, config_version,
@@ -108,7 +113,9 @@ func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
 			return err
 		}
 	}
-	buf := make([]byte, 0, 512*len(events))
+	bp := batchBufs.Get().(*[]byte)
+	defer func() { batchBufs.Put(bp) }()
+	buf := (*bp)[:0]
 	var scratch []byte
 	for i, e := range events {
 		buf, scratch = appendCopyRow(buf, scratch, e)
@@ -116,6 +123,7 @@ func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
 			runtime.Gosched() // see yieldEvery
 		}
 	}
+	*bp = buf[:0] // kept for the next batch (CopyFrom has read it when it returns)
 	conn, err := r.db.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("audit copy %d events: %w", len(events), err)

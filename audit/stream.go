@@ -50,9 +50,16 @@ func streamKeys(prefix, replica string) (own, writers, legacy string) {
 // MAXLEN ~), renewing its expiry and its place among the writers.
 func (r *Recorder) writeStream(ctx context.Context, events []*Event) error {
 	pipe := r.redis.Pipeline()
+	bp := batchBufs.Get().(*[]byte)
+	defer func() { batchBufs.Put(bp) }()
+	buf := (*bp)[:0]
 	for len(events) > 0 {
 		n := min(len(events), eventsPerEntry)
-		data := appendEventsJSON(make([]byte, 0, 512*n), events[:n])
+		// Every entry is a slice of buf; should buf grow, the earlier entries keep the old array.
+		start := len(buf)
+		buf = appendEventsJSON(buf, events[:n])
+		data := buf[start:len(buf):len(buf)]
+		*bp = buf[:0]
 		events = events[n:]
 		runtime.Gosched() // between entries (≤ 256 events each); see yieldEvery
 		pipe.XAdd(ctx, &redis.XAddArgs{
