@@ -114,7 +114,7 @@ func (r *Recorder) writePostgres(ctx context.Context, events []*Event) error {
 		}
 	}
 	bp := batchBufs.Get().(*[]byte)
-	defer func() { batchBufs.Put(bp) }()
+	defer batchBufs.Put(bp)
 	buf := (*bp)[:0]
 	var scratch []byte
 	for i, e := range events {

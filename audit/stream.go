@@ -51,7 +51,7 @@ func streamKeys(prefix, replica string) (own, writers, legacy string) {
 func (r *Recorder) writeStream(ctx context.Context, events []*Event) error {
 	pipe := r.redis.Pipeline()
 	bp := batchBufs.Get().(*[]byte)
-	defer func() { batchBufs.Put(bp) }()
+	defer batchBufs.Put(bp)
 	buf := (*bp)[:0]
 	for len(events) > 0 {
 		n := min(len(events), eventsPerEntry)
@@ -59,7 +59,6 @@ func (r *Recorder) writeStream(ctx context.Context, events []*Event) error {
 		start := len(buf)
 		buf = appendEventsJSON(buf, events[:n])
 		data := buf[start:len(buf):len(buf)]
-		*bp = buf[:0]
 		events = events[n:]
 		runtime.Gosched() // between entries (≤ 256 events each); see yieldEvery
 		pipe.XAdd(ctx, &redis.XAddArgs{
@@ -69,6 +68,7 @@ func (r *Recorder) writeStream(ctx context.Context, events []*Event) error {
 			Values: []any{fieldReplica, r.replica, fieldBatch, data},
 		})
 	}
+	*bp = buf[:0] // kept for the next call (Exec below is done with it when it returns)
 	pipe.Expire(ctx, r.streamKey, streamTTL)
 	pipe.ZAdd(ctx, r.writersKey, redis.Z{Score: float64(time.Now().UnixMilli()), Member: r.streamKey})
 	pipe.Expire(ctx, r.writersKey, streamTTL)

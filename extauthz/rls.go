@@ -365,7 +365,7 @@ func validateRateLimitRequest(req *rlsv3.RateLimitRequest) error {
 	if req.GetDomain() == "" {
 		return fmt.Errorf("domain is empty")
 	}
-	if wireLen(req.GetDomain()) > MaxValueBytes {
+	if tooLong(req.GetDomain()) {
 		return fmt.Errorf("domain is %d bytes, above %d", len(req.GetDomain()), MaxValueBytes)
 	}
 	descs := req.GetDescriptors()
@@ -387,7 +387,7 @@ func validateRateLimitRequest(req *rlsv3.RateLimitRequest) error {
 			if e.GetKey() == "" {
 				return fmt.Errorf("descriptors[%d].entries[%d].key is empty", i, j)
 			}
-			if wireLen(e.GetKey()) > MaxValueBytes || wireLen(e.GetValue()) > MaxValueBytes {
+			if tooLong(e.GetKey()) || tooLong(e.GetValue()) {
 				return fmt.Errorf("descriptors[%d].entries[%d] is longer than %d bytes", i, j, MaxValueBytes)
 			}
 		}
@@ -414,6 +414,10 @@ func validateRateLimitRequest(req *rlsv3.RateLimitRequest) error {
 	}
 	return nil
 }
+
+// tooLong reports whether s had more than MaxValueBytes on the wire. Only a string longer than that after
+// the codec's escaping is scanned (wireLen ≤ len), so the decision path pays nothing for ordinary values.
+func tooLong(s string) bool { return len(s) > MaxValueBytes && wireLen(s) > MaxValueBytes }
 
 // wireLen is the length s had on the wire: the codec (see Codec) rewrites each invalid UTF-8 byte as U+FFFD
 // and two hex digits (5 bytes), which count as the one byte Envoy sent, so that a value within the limit on

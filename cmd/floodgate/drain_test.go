@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
@@ -18,10 +17,7 @@ import (
 // search_path is that schema and a pool on it.
 func testSchema(t *testing.T) (string, *pgxpool.Pool) {
 	t.Helper()
-	base := os.Getenv("FLOODGATE_TEST_DATABASE_URL")
-	if base == "" {
-		base = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
+	base := ohDatabaseURL()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var b [6]byte

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -325,45 +324,19 @@ func ohAuditSinks(t *testing.T) (*redis.Client, string, *pgxpool.Pool) {
 	return rdb, prefix, pool
 }
 
-// ohControlSchema creates a schema with the audit tables (dropped at cleanup) and returns a database URL
-// whose search_path is that schema.
+// ohControlSchema creates a schema with the audit tables (testSchema: dropped at cleanup) and returns a
+// database URL whose search_path is that schema.
 func ohControlSchema(t *testing.T) string {
 	t.Helper()
-	ctx := context.Background()
-	schema := "floodgate_overhead_control_" + ohUnique()
-	u, err := url.Parse(ohDatabaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	base, err := pgxpool.New(ctx, ohDatabaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := base.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := base.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		base.Close()
-	})
-	pool, err := pgxpool.New(ctx, u.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	u, pool := testSchema(t)
 	rec, err := audit.New(audit.Options{Replica: "control", DB: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rec.Migrate(ctx); err != nil {
+	if err := rec.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return u.String()
+	return u
 }
 
 // ohWaitDrained waits until every queued event reached both sinks; it returns how long that took.
