@@ -133,8 +133,8 @@ const h2Block = `      typed_extension_protocol_options:
           "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
           explicit_http_config:
             http2_protocol_options:
-              # Envoy pings idle connections every 30s; Floodgate's keepalive policy accepts pings every
-              # 10s or more, so it does not answer with GOAWAY "too_many_pings".
+              # Envoy pings idle connections every 30s (±15 % jitter); Floodgate's keepalive policy accepts
+              # pings 5s apart or more, so it does not answer with GOAWAY "too_many_pings".
               connection_keepalive:
                 interval: "30s"
                 timeout: "5s"

@@ -13,7 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
+
+	"github.com/floodgate/floodgate/extauthz"
 )
 
 // noopRLS answers every ShouldRateLimit with overall OK and one OK status per descriptor, without looking at
@@ -31,14 +32,10 @@ func (noopRLS) ShouldRateLimit(_ context.Context, req *rlsv3.RateLimitRequest) (
 	return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: statuses}, nil
 }
 
-// newNoopServer builds the do-nothing server with the same keepalive settings as Floodgate's and a health
-// service that reports SERVING for "" and the RLS service.
+// newNoopServer builds the do-nothing server with the same transport options as Floodgate's (keepalive,
+// message bound, stream workers) and a health service that reports SERVING for "" and the RLS service.
 func newNoopServer() *grpc.Server {
-	s := grpc.NewServer(
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		grpc.MaxRecvMsgSize(4<<20),
-	)
+	s := grpc.NewServer(extauthz.TransportOptions()...)
 	rlsv3.RegisterRateLimitServiceServer(s, noopRLS{})
 	h := health.NewServer()
 	h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -23,7 +23,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/floodgate/floodgate/audit"
@@ -203,15 +202,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
 	}
 
-	grpcServer := grpc.NewServer(
-		// Envoy sends header bytes and descriptor values as they are; the standard codec would refuse
-		// invalid UTF-8 with INTERNAL, which Envoy's fail-open turns into an unlimited request.
-		grpc.ForceServerCodecV2(extauthz.Codec()),
-		// Envoy pings idle HTTP/2 connections; the default policy would answer GOAWAY "too_many_pings".
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-		grpc.MaxRecvMsgSize(4<<20),
-	)
+	// The lenient codec: Envoy sends header bytes and descriptor values as they are; the standard codec would
+	// refuse invalid UTF-8 with INTERNAL, which Envoy's fail-open turns into an unlimited request. Plus
+	// Envoy's keepalive pings tolerated and a stream worker pool (extauthz.TransportOptions).
+	grpcServer := grpc.NewServer(extauthz.ServerOptions()...)
 	svc.Register(grpcServer)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcServer, healthSrv)
