@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/floodgate/floodgate/internal/jsonx"
 )
 
 // appendEventsJSON appends events as a JSON array of Event objects, decoding (encoding/json) exactly like
@@ -22,17 +24,17 @@ func appendEventsJSON(b []byte, events []*Event) []byte {
 
 func appendEventJSON(b []byte, e *Event) []byte {
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, e.ID)
+	b = jsonx.AppendString(b, e.ID)
 	b = append(b, `,"time":"`...)
 	b = e.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","kind":`...)
-	b = appendJSONString(b, e.Kind)
+	b = jsonx.AppendString(b, e.Kind)
 	b = append(b, `,"service":`...)
-	b = appendJSONString(b, e.Service)
+	b = jsonx.AppendString(b, e.Service)
 	b = append(b, `,"domain":`...)
-	b = appendJSONString(b, e.Domain)
+	b = jsonx.AppendString(b, e.Domain)
 	b = append(b, `,"rule":`...)
-	b = appendJSONString(b, e.Rule)
+	b = jsonx.AppendString(b, e.Rule)
 	if len(e.Entries) > 0 {
 		b = append(b, `,"entries":`...)
 		b = appendEntriesJSON(b, e.Entries)
@@ -41,23 +43,23 @@ func appendEventJSON(b []byte, e *Event) []byte {
 		{`,"method":`, e.Method}, {`,"host":`, e.Host}, {`,"path":`, e.Path}} {
 		if f.v != "" {
 			b = append(b, f.name...)
-			b = appendJSONString(b, f.v)
+			b = jsonx.AppendString(b, f.v)
 		}
 	}
 	b = append(b, `,"limit":{"name":`...)
-	b = appendJSONString(b, e.Limit.Name)
+	b = jsonx.AppendString(b, e.Limit.Name)
 	b = append(b, `,"requests":`...)
 	b = strconv.AppendUint(b, e.Limit.Requests, 10)
 	b = append(b, `,"window_ns":`...)
 	b = strconv.AppendInt(b, int64(e.Limit.Window), 10)
 	b = append(b, `,"algorithm":`...)
-	b = appendJSONString(b, e.Limit.Algorithm)
+	b = jsonx.AppendString(b, e.Limit.Algorithm)
 	b = append(b, `},"remaining":`...)
 	b = strconv.AppendUint(b, e.Remaining, 10)
 	b = append(b, `,"retry_after_ns":`...)
 	b = strconv.AppendInt(b, int64(e.RetryAfter), 10)
 	b = append(b, `,"replica":`...)
-	b = appendJSONString(b, e.Replica)
+	b = jsonx.AppendString(b, e.Replica)
 	b = append(b, `,"config_version":"`...)
 	b = strconv.AppendUint(b, e.ConfigVersion, 10)
 	b = append(b, `","shadow":`...)

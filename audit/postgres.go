@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/floodgate/floodgate/internal/jsonx"
 )
 
 //go:embed migrations/*.sql
@@ -256,42 +258,12 @@ func appendEntriesJSON(b []byte, entries []Entry) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"key":`...)
-		b = appendJSONString(b, e.Key)
+		b = jsonx.AppendString(b, e.Key)
 		b = append(b, `,"value":`...)
-		b = appendJSONString(b, e.Value)
+		b = jsonx.AppendString(b, e.Value)
 		b = append(b, '}')
 	}
 	return append(b, ']')
-}
-
-// appendJSONString appends s as a JSON string, copying the runs between escapes in bulk. s is valid UTF-8
-// (Bound made it so).
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // insertPostgres inserts one batch idempotently (rows whose id is already stored are skipped).

@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"testing"
 	"time"
@@ -151,5 +152,47 @@ func TestProblemBody(t *testing.T) {
 	}
 	if !json.Valid([]byte(unavailableBody)) {
 		t.Errorf("unavailableBody is not JSON: %s", unavailableBody)
+	}
+}
+
+// problemBody is hand-appended; it must decode to exactly what encoding/json makes of the same problem,
+// whatever the rule's name and limit.
+func TestProblemBodyMatchesEncodingJSON(t *testing.T) {
+	names := []string{"login", `a"b`, `back\slash`, "ctl\x01\n", "<script>&", "µ✓", "bad\xffbyte", ""}
+	limits := []limiter.Limit{
+		{Algorithm: limiter.FixedWindow, Requests: 5, Window: time.Minute},
+		{Algorithm: limiter.SlidingWindow, Requests: 1 << 40, Window: 1500 * time.Millisecond},
+		{Algorithm: limiter.TokenBucket, Requests: 10, Burst: 25, Window: time.Second},
+		{Algorithm: limiter.TokenBucket, Requests: 3, Window: 250 * time.Microsecond},
+	}
+	for _, name := range names {
+		for _, l := range limits {
+			for _, retry := range []time.Duration{0, time.Nanosecond, 57700 * time.Millisecond, 100 * time.Hour} {
+				q := quota{name: name, limit: l}
+				secs := ceilSeconds(retry, 1)
+				want := marshalProblem(problem{Type: "about:blank", Title: "Too Many Requests", Status: 429,
+					Detail: fmt.Sprintf("rate limit %s exceeded: %s; retry in %d s", sfString(name),
+						describeLimit(l), secs), RetryAfter: secs})
+				got := problemBody(q, retry)
+				var g, w map[string]any
+				if err := json.Unmarshal(got, &g); err != nil {
+					t.Fatalf("%q %v: body %s: %v", name, l, got, err)
+				}
+				if err := json.Unmarshal(want, &w); err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(w, g); diff != "" {
+					t.Fatalf("%q %v %v (-encoding/json +problemBody):\n%s", name, l, retry, diff)
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkProblemBody(b *testing.B) {
+	q := quota{name: "api_key", limit: limiter.Limit{Algorithm: limiter.TokenBucket, Requests: 100, Burst: 200,
+		Window: time.Minute}}
+	for b.Loop() {
+		_ = problemBody(q, 1700*time.Millisecond)
 	}
 }
