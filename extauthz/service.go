@@ -153,6 +153,7 @@ type Observation struct {
 type Service struct {
 	limits      LimitsSource
 	store       limiter.Store
+	inProcess   bool // store is limiter.InProcess: Decide runs without a timeout
 	fallback    limiter.Store
 	share       float64
 	timeout     time.Duration
@@ -178,6 +179,7 @@ func New(o Options) (*Service, error) {
 	s := &Service{
 		limits:      o.Limits,
 		store:       o.Store,
+		inProcess:   limiter.IsInProcess(o.Store),
 		fallback:    o.Fallback,
 		share:       o.LocalShare,
 		timeout:     o.StoreTimeout,
@@ -335,9 +337,14 @@ func (s *Service) decide(ctx context.Context, w *work) (allowed bool, failure st
 	}
 	w.results = growResults(w.results, len(w.hits))
 	start := time.Now()
-	sctx, cancel := context.WithTimeout(ctx, s.timeout)
-	allowed, err := s.store.Decide(sctx, w.hits, w.results)
-	cancel()
+	var err error
+	if s.inProcess { // nothing to wait for: no timer
+		allowed, err = s.store.Decide(ctx, w.hits, w.results)
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, s.timeout)
+		allowed, err = s.store.Decide(sctx, w.hits, w.results)
+		cancel()
+	}
 	w.obs.StoreDuration = time.Since(start)
 	if err == nil {
 		return allowed, ""

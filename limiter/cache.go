@@ -192,3 +192,6 @@ func (c *OverLimitCache) Ping(ctx context.Context) error { return c.next.Ping(ct
 
 // Close implements Store by closing next.
 func (c *OverLimitCache) Close() error { return c.next.Close() }
+
+// InProcess implements InProcess: as in-process as next.
+func (c *OverLimitCache) InProcess() bool { return IsInProcess(c.next) }

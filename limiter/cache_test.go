@@ -193,3 +193,25 @@ func TestOverLimitCacheOverRedis(t *testing.T) {
 		t.Errorf("got %d redis calls for 5 hits, want 3 (two cached denials)", got)
 	}
 }
+
+// Only stores without I/O say they are in-process (their callers then skip the per-decision timeout);
+// a wrapper is as in-process as what it wraps.
+func TestInProcess(t *testing.T) {
+	mem := limiter.NewMemory(limiter.MemoryOptions{})
+	red := limiter.NewRedis(redistest.Client(t), limiter.RedisOptions{Prefix: redistest.Prefix(t)})
+	for _, tt := range []struct {
+		name  string
+		store limiter.Store
+		want  bool
+	}{
+		{"memory", mem, true},
+		{"cache over memory", limiter.NewOverLimitCache(mem, limiter.CacheOptions{}), true},
+		{"redis", red, false},
+		{"cache over redis", limiter.NewOverLimitCache(red, limiter.CacheOptions{}), false},
+		{"unknown wrapper", &countingStore{Store: mem}, false},
+	} {
+		if got := limiter.IsInProcess(tt.store); got != tt.want {
+			t.Errorf("%s: IsInProcess = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

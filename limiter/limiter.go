@@ -120,6 +120,19 @@ type Store interface {
 	Close() error
 }
 
+// InProcess is implemented by stores that decide in this process without I/O (Memory, and wrappers of
+// such a store): their Decide neither waits nor fails for want of a backend, so a caller needs no timeout
+// around it (a context.WithTimeout per decision costs a timer and ~1 µs).
+type InProcess interface {
+	InProcess() bool
+}
+
+// IsInProcess reports whether s implements InProcess and says it is.
+func IsInProcess(s Store) bool {
+	ip, ok := s.(InProcess)
+	return ok && ip.InProcess()
+}
+
 // ErrInvalidHit is wrapped by stores when a hit cannot be evaluated (empty key, invalid limit).
 var ErrInvalidHit = errors.New("invalid hit")
 

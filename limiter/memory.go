@@ -307,3 +307,6 @@ func (m *Memory) Ping(context.Context) error { return nil }
 
 // Close implements Store; it releases nothing.
 func (m *Memory) Close() error { return nil }
+
+// InProcess implements InProcess: Memory never waits on anything but its own shard locks.
+func (m *Memory) InProcess() bool { return true }
