@@ -9,8 +9,10 @@ package main
 // TestAuditOverhead's knobs: FLOODGATE_OVERHEAD_RATE (open loop at that many requests/s; unset: closed
 // loop), FLOODGATE_OVERHEAD_DURATION (per phase, default 8s), FLOODGATE_OVERHEAD_ROUNDS (default 2),
 // FLOODGATE_OVERHEAD_SINKS (all, redis, postgres, none), FLOODGATE_OVERHEAD_BATCH (the Recorder's batch
-// size), FLOODGATE_OVERHEAD_LOAD (process: a separate client process, the default; inprocess) and
-// FLOODGATE_OVERHEAD_CLIENT_CPUS (taskset list for the client process; scripts/overhead-pinned.sh sets it).
+// size), FLOODGATE_OVERHEAD_LOAD (process: a separate client process, the default; inprocess),
+// FLOODGATE_OVERHEAD_CALLER (the client process's gRPC client: lean, the default, a minimal HTTP/2 client
+// in overhead_h2_test.go; grpc, grpc-go's) and FLOODGATE_OVERHEAD_CLIENT_CPUS (taskset list for the client
+// process; scripts/overhead-pinned.sh sets it).
 
 import (
 	"cmp"
@@ -38,7 +40,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/floodgate/floodgate/audit"
 	"github.com/floodgate/floodgate/config"
@@ -151,6 +152,19 @@ func ohRate() float64 {
 // an open loop where each caller sends on a fixed schedule and latency counts from the scheduled time, so a
 // server that falls behind pays for the wait too (no coordinated omission).
 func ohLoad(conns []*grpc.ClientConn, d time.Duration, req func(g, n int) *rlsv3.RateLimitRequest) ohResult {
+	clients := make([]rlsv3.RateLimitServiceClient, ohConcurrency)
+	for g := range clients {
+		clients[g] = rlsv3.NewRateLimitServiceClient(conns[g%len(conns)])
+	}
+	return ohLoadCalls(d, func(g, n int) (bool, error) {
+		resp, err := clients[g].ShouldRateLimit(context.Background(), req(g, n))
+		return resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT, err
+	})
+}
+
+// ohLoadCalls is ohLoad over any client: call(g, n) makes caller g's n-th call and reports whether the
+// answer was OVER_LIMIT.
+func ohLoadCalls(d time.Duration, call func(g, n int) (over bool, err error)) ohResult {
 	var calls, over, errs atomic.Uint64
 	lats := make([][]time.Duration, ohConcurrency)
 	var wg sync.WaitGroup
@@ -161,7 +175,6 @@ func ohLoad(conns []*grpc.ClientConn, d time.Duration, req func(g, n int) *rlsv3
 		every = time.Duration(float64(ohConcurrency) / r * float64(time.Second))
 	}
 	for g := range ohConcurrency {
-		client := rlsv3.NewRateLimitServiceClient(conns[g%len(conns)])
 		wg.Go(func() {
 			l := make([]time.Duration, 0, 1<<16)
 			next := start.Add(time.Duration(g) * every / ohConcurrency) // callers spread over one interval
@@ -176,7 +189,7 @@ func ohLoad(conns []*grpc.ClientConn, d time.Duration, req func(g, n int) *rlsv3
 				if t0.After(end) {
 					break
 				}
-				resp, err := client.ShouldRateLimit(context.Background(), req(g, n))
+				isOver, err := call(g, n)
 				t1 := time.Now()
 				if t1.After(end) {
 					break
@@ -186,7 +199,7 @@ func ohLoad(conns []*grpc.ClientConn, d time.Duration, req func(g, n int) *rlsv3
 				switch {
 				case err != nil:
 					errs.Add(1)
-				case resp.GetOverallCode() == rlsv3.RateLimitResponse_OVER_LIMIT:
+				case isOver:
 					over.Add(1)
 				}
 			}
@@ -423,9 +436,7 @@ func TestAuditOverhead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec()),
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-			grpc.MaxRecvMsgSize(4<<20), grpc.StatsHandler(timers[withAudit]))
+		srv := grpc.NewServer(append(extauthz.ServerOptions(), grpc.UnaryInterceptor(timers[withAudit].intercept))...)
 		svc.Register(srv)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -494,7 +505,7 @@ func TestAuditOverhead(t *testing.T) {
 	d := ohDuration()
 	t.Logf("load: %s, %d callers over %d connections, %s; %d rounds of %s per target", map[bool]string{true: "separate client process", false: "in this process"}[separate],
 		ohConcurrency, ohConnections, map[bool]string{true: fmt.Sprintf("open loop at %.0f/s", ohRate()), false: "closed loop"}[ohRate() > 0], rounds, d)
-	t.Logf("| phase | target | decisions/s | over limit | errors | p50 | p90 | p99 | p99.9 | in-server p50 / p90 / p99 | Floodgate (test process) CPU µs/decision | client process CPU µs/decision | PostgreSQL CPU µs/decision | Redis CPU µs/decision | audit events (control rows in off phases) | dropped | sinks drained after |")
+	t.Logf("| phase | target | decisions/s | over limit | errors | p50 | p90 | p99 | p99.9 | in-handler p50 / p90 / p99 | Floodgate (test process) CPU µs/decision | client process CPU µs/decision | PostgreSQL CPU µs/decision | Redis CPU µs/decision | audit events (control rows in off phases) | dropped | sinks drained after |")
 	t.Logf("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	type agg struct {
 		calls    uint64
