@@ -120,6 +120,14 @@ func driveDenials(ctx context.Context, s *server, phase string) (denialPlan, err
 			return denialPlan{}, fmt.Errorf("paused phase: got %d denials, want 2", denied)
 		}
 		return denialPlan{Sent: denied}, nil
+	case "flood": // more denials than the Audit pane keeps (2,000)
+		if err := rlsCalls("carol", 2103); err != nil {
+			return denialPlan{}, err
+		}
+		if denied != 2100 {
+			return denialPlan{}, fmt.Errorf("flood phase: got %d denials, want 2100", denied)
+		}
+		return denialPlan{Sent: denied}, nil
 	}
 	return denialPlan{}, fmt.Errorf("unknown phase %q", phase)
 }

@@ -283,6 +283,7 @@ const audit = {
   buffer: [], // events received while paused, oldest first, at most MAX_ROWS
   pausedCount: 0, // events received while paused, including those beyond the buffer
   unseen: 0,
+  received: 0, // denials received since the page loaded (the table keeps the newest MAX_ROWS)
   dropped: 0,
   rules: new Set(),
   offenders: {},
@@ -298,6 +299,7 @@ const audit = {
       fresh.push(ev);
     }
     if (!fresh.length) return;
+    for (const ev of fresh) if (!isChange(ev)) this.received++;
     if (this.paused) {
       this.buffer.push(...fresh);
       this.pausedCount += fresh.length;
@@ -394,7 +396,10 @@ const audit = {
       : 'No denials yet. Requests over a limit, and changes of the limits, will appear here as they happen.';
     const changes = this.events.filter(isChange).length;
     const denials = this.events.length - changes;
-    $('audit-count').textContent = `${denials.toLocaleString('en-US')} denial${denials === 1 ? '' : 's'}`
+    const received = Math.max(this.received, denials);
+    $('audit-count').textContent = (received > denials
+      ? `${denials.toLocaleString('en-US')} of ${received.toLocaleString('en-US')} denials kept`
+      : `${denials.toLocaleString('en-US')} denial${denials === 1 ? '' : 's'}`)
       + (changes ? ` · ${changes.toLocaleString('en-US')} config change${changes === 1 ? '' : 's'}` : '');
     $('audit-shown').textContent = rows.length === this.events.length
       ? `Showing all ${rows.length.toLocaleString('en-US')} (newest first, last ${MAX_ROWS.toLocaleString('en-US')} kept).`

@@ -223,6 +223,21 @@ async function main() {
   emit({ step, ok: true });
   await shot('audit-light');
 
+  // 6b. More denials than the pane keeps, while another pane is open: the tab badge caps at 999+, the
+  // table keeps the newest 2,000, and the header says how many of how many.
+  step = 'flood';
+  const header = async () => page.textContent('#audit-count');
+  const keptBefore = Number((await header()).match(/^([\d,]+) denials?/)[1].replaceAll(',', ''));
+  await showPane('health');
+  const flood = await askDenials('flood');
+  await poll('tab badge shows 999+', async () => (await page.textContent('#audit-badge')) === '999+', 5000);
+  await showPane('audit');
+  const wantHeader = `2,000 of ${(keptBefore + flood.sent).toLocaleString('en-US')} denials kept`;
+  await poll(`header "${wantHeader}"`, async () => (await header()).startsWith(wantHeader), 3000);
+  check((await rowCount()) === 2000, `rows after the flood: got ${await rowCount()}, want 2000`);
+  check(await page.isHidden('#audit-badge'), 'tab badge still shown on the Audit pane');
+  emit({ step, ok: true, header: await header() });
+
   // 7. Theme persists across reload; dark screenshots of each pane.
   step = 'theme';
   await page.click('#theme-toggle');
