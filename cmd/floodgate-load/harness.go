@@ -139,6 +139,9 @@ func verdict(rows []row, maxRatio float64) error {
 // runTarget starts the target's server, waits until it is SERVING, drives it, stops it and (redis) deletes
 // the keys it wrote.
 func (h *harness) runTarget(ctx context.Context, target, dir, bin, limitsPath, redisURL string) row {
+	if target == targetExternal {
+		return h.runExternal(ctx)
+	}
 	r := row{target: target}
 	addr, err := freeAddr()
 	if err != nil {
@@ -212,6 +215,7 @@ func (h *harness) runTarget(ctx context.Context, target, dir, bin, limitsPath, r
 		if t.Server, err = procCPU(p.pid(), ticks); err != nil {
 			return t, err
 		}
+		t.HasServer = true
 		if t.Self, err = procCPU(os.Getpid(), ticks); err != nil {
 			return t, err
 		}
@@ -228,7 +232,7 @@ func (h *harness) runTarget(ctx context.Context, target, dir, bin, limitsPath, r
 	spec := loadSpec{
 		Concurrency: h.opts.Concurrency, Connections: h.opts.Connections,
 		Warmup: h.opts.Warmup, Duration: h.opts.Duration, CallTimeout: h.opts.CallTimeout,
-		Domain: h.opts.Domain, Key: h.opts.Key, Keys: h.opts.Keys, Seed: h.opts.Seed,
+		Domain: h.opts.Domain, Key: h.opts.Key, Keys: h.opts.Keys, Seed: h.opts.Seed, Rate: h.opts.Rate,
 	}
 	h.logger.Info("driving", "target", target, "concurrency", spec.Concurrency, "connections", spec.Connections,
 		"warmup", spec.Warmup, "duration", spec.Duration)
@@ -246,6 +250,49 @@ func (h *harness) runTarget(ctx context.Context, target, dir, bin, limitsPath, r
 	r.res = res
 	if rss, err := procRSS(p.pid()); err == nil {
 		r.rss = rss
+	}
+	return r
+}
+
+// runExternal drives the server at --addr, which the harness did not start: it waits until the server
+// reports SERVING, and reads its CPU and RSS only when --pid names its process.
+func (h *harness) runExternal(ctx context.Context) row {
+	o := h.opts
+	r := row{target: targetExternal}
+	if err := waitServing(ctx, o.Addr, nil, o.StartTimeout); err != nil {
+		r.err = err
+		return r
+	}
+	ticks := clockTicks()
+	readCPU := func(context.Context) (cpuTimes, error) {
+		var t cpuTimes
+		var err error
+		if o.PID > 0 {
+			if t.Server, err = procCPU(o.PID, ticks); err != nil {
+				return t, fmt.Errorf("--pid %d: %w", o.PID, err)
+			}
+			t.HasServer = true
+		}
+		t.Self, err = procCPU(os.Getpid(), ticks)
+		return t, err
+	}
+	spec := loadSpec{
+		Concurrency: o.Concurrency, Connections: o.Connections,
+		Warmup: o.Warmup, Duration: o.Duration, CallTimeout: o.CallTimeout,
+		Domain: o.Domain, Key: o.Key, Keys: o.Keys, Seed: o.Seed, Rate: o.Rate,
+	}
+	h.logger.Info("driving", "target", o.Addr, "concurrency", spec.Concurrency, "connections", spec.Connections,
+		"rate", spec.Rate, "warmup", spec.Warmup, "duration", spec.Duration)
+	res, err := drive(ctx, o.Addr, spec, readCPU)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	r.res = res
+	if o.PID > 0 {
+		if rss, err := procRSS(o.PID); err == nil {
+			r.rss = rss
+		}
 	}
 	return r
 }

@@ -29,16 +29,18 @@ type loadSpec struct {
 	CallTimeout time.Duration
 	Domain      string
 	Key         string
-	Keys        int    // distinct descriptor values, picked uniformly at random per call
-	Seed        uint64 // seeds the callers' value choice, so every target sees the same sequence per caller
+	Keys        int     // distinct descriptor values, picked uniformly at random per call
+	Seed        uint64  // seeds the callers' value choice, so every target sees the same sequence per caller
+	Rate        float64 // open loop: calls per second over all callers, each on a fixed schedule; 0 = closed loop
 }
 
 // cpuTimes are cumulative CPU times read at the edges of the measured window.
 type cpuTimes struct {
-	Server   time.Duration
-	Redis    time.Duration
-	Self     time.Duration
-	HasRedis bool
+	Server    time.Duration
+	HasServer bool // false when the server is not a process of this machine the harness knows
+	Redis     time.Duration
+	Self      time.Duration
+	HasRedis  bool
 	// RedisConns counts connections Redis accepted (a steady client pool opens none during the window;
 	// go-redis closes a connection whose call timed out, so churn here means store timeouts).
 	RedisConns int64
@@ -147,7 +149,12 @@ func drive(ctx context.Context, addr string, spec loadSpec, readCPU func(context
 		// Ends when the phase is done (after the measured window) or ctx is cancelled.
 		go func() {
 			defer wg.Done()
-			callLoop(ctx, client, reqs, rng, spec.CallTimeout, &phase, st)
+			var every, offset time.Duration // open loop: caller i sends every `every`, the callers staggered
+			if spec.Rate > 0 {
+				every = time.Duration(float64(spec.Concurrency) / spec.Rate * float64(time.Second))
+				offset = every * time.Duration(i) / time.Duration(spec.Concurrency)
+			}
+			callLoop(ctx, client, reqs, rng, spec.CallTimeout, every, offset, &phase, st)
 		}()
 	}
 
@@ -200,6 +207,7 @@ func measureWindow(ctx context.Context, spec loadSpec, phase *atomic.Int32, read
 	}
 	return &loadResult{Window: window, CPU: cpuTimes{
 		Server:     after.Server - before.Server,
+		HasServer:  before.HasServer && after.HasServer,
 		Redis:      after.Redis - before.Redis,
 		Self:       after.Self - before.Self,
 		HasRedis:   before.HasRedis && after.HasRedis,
@@ -207,13 +215,21 @@ func measureWindow(ctx context.Context, spec loadSpec, phase *atomic.Int32, read
 	}}, nil
 }
 
-// callLoop calls back to back until the phase is done; only calls that complete during the measured phase
-// are recorded.
+// callLoop calls until the phase is done: back to back, or with every > 0 one call every `every` starting
+// offset from now, each call's latency counted from its scheduled time (a server that falls behind pays for
+// the wait too: no coordinated omission). Only calls that complete during the measured phase are recorded.
 func callLoop(ctx context.Context, client rlsv3.RateLimitServiceClient, reqs []*rlsv3.RateLimitRequest, rng *rand.Rand,
-	timeout time.Duration, phase *atomic.Int32, st *workerStats) {
+	timeout, every, offset time.Duration, phase *atomic.Int32, st *workerStats) {
+	next := time.Now().Add(offset)
 	for phase.Load() != phaseDone && ctx.Err() == nil {
 		req := reqs[rng.IntN(len(reqs))]
 		start := time.Now()
+		if every > 0 {
+			if err := sleepCtx(ctx, next.Sub(start)); err != nil {
+				return
+			}
+			start, next = next, next.Add(every)
+		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		resp, err := client.ShouldRateLimit(cctx, req)
 		cancel()

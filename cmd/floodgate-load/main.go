@@ -52,14 +52,18 @@ type options struct {
 	MaxErrorRatio float64
 	StartTimeout  time.Duration
 	Seed          uint64
+	Addr          string  // drive this running server instead of starting targets
+	PID           int     // with Addr: its process, for the CPU and RSS columns
+	Rate          float64 // open loop: calls per second over all callers; 0 = closed loop
 }
 
 var knownTargets = []string{targetNoop, targetMemory, targetRedis}
 
 const (
-	targetNoop   = "noop"
-	targetMemory = "memory"
-	targetRedis  = "redis"
+	targetNoop     = "noop"
+	targetMemory   = "memory"
+	targetRedis    = "redis"
+	targetExternal = "external" // --addr: a server the harness did not start
 )
 
 func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
@@ -68,7 +72,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: floodgate-load [flags]\n\nStarts a do-nothing gRPC rate limit server, Floodgate on the memory store and Floodgate on Redis,\n"+
-			"one after another, drives each with the same closed-loop ShouldRateLimit load and prints a Markdown table.\n\nFlags:\n")
+			"one after another, drives each with the same closed-loop ShouldRateLimit load and prints a Markdown table.\n"+
+			"With --addr it drives a server that is already running instead (e.g. to watch its dashboard under load).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	redisDefault := getenv("FLOODGATE_TEST_REDIS_URL")
@@ -98,11 +103,23 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.Float64Var(&o.MaxErrorRatio, "max-error-ratio", 0.001, "exit non-zero when a target's errors exceed this share of its calls")
 	fs.DurationVar(&o.StartTimeout, "start-timeout", 30*time.Second, "how long a server may take to report SERVING")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the callers' choice of descriptor values (same for every target)")
+	fs.StringVar(&o.Addr, "addr", "", "drive an already running server at host:port (its own limits and store) instead of starting targets; --targets does not apply")
+	fs.IntVar(&o.PID, "pid", 0, "with --addr: that server's process id on this machine, for its CPU and RSS columns")
+	fs.Float64Var(&o.Rate, "rate", 0, "open loop: this many calls per second over all callers, latency counted from each call's scheduled time; 0 drives a closed loop")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	targetsSet := false
+	fs.Visit(func(f *flag.Flag) { targetsSet = targetsSet || f.Name == "targets" })
+	if o.Addr != "" {
+		if targetsSet {
+			return o, errors.New("--addr and --targets exclude each other: --addr drives the server that is already running")
+		}
+		o.Targets = []string{targetExternal}
+		return o, o.validate()
 	}
 	for t := range strings.SplitSeq(*targets, ",") {
 		t = strings.TrimSpace(t)
@@ -154,6 +171,12 @@ func (o options) validate() error {
 	}
 	if o.Limit < 1 {
 		errs = append(errs, fmt.Errorf("--limit: %d must be positive", o.Limit))
+	}
+	if o.PID < 0 || (o.PID > 0 && o.Addr == "") {
+		errs = append(errs, fmt.Errorf("--pid: %d needs --addr and must be positive", o.PID))
+	}
+	if o.Rate < 0 || o.Rate > 10_000_000 {
+		errs = append(errs, fmt.Errorf("--rate: %g not in 0..10000000", o.Rate))
 	}
 	if o.MaxErrorRatio < 0 || o.MaxErrorRatio > 1 {
 		errs = append(errs, fmt.Errorf("--max-error-ratio: %g not in [0, 1]", o.MaxErrorRatio))

@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,6 +83,56 @@ func TestRunNoopTarget(t *testing.T) {
 	}
 }
 
+// TestRunExternal drives a server the harness did not start (--addr), in an open loop (--rate): the call
+// rate follows the schedule, its CPU column is filled only with --pid.
+func TestRunExternal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	// Ends when cancel is called at the end of the test.
+	go func() { served <- run(ctx, []string{"noop-server", "--addr", addr}, noEnv, io.Discard, io.Discard) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("noop-server: %v", err)
+		}
+	}()
+
+	for _, tt := range []struct {
+		name    string
+		pid     []string
+		wantCPU bool
+	}{
+		{"without --pid", nil, false},
+		{"with --pid", []string{"--pid", strconv.Itoa(os.Getpid())}, true}, // the noop server runs in this process
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"--addr", addr, "--rate", "400", "--duration", "1500ms", "--warmup", "200ms",
+				"--concurrency", "8", "--connections", "2", "--keys", "100"}, tt.pid...)
+			if err := run(context.Background(), args, noEnv, &stdout, &stderr); err != nil {
+				t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+			}
+			report := stdout.String()
+			cells := strings.Split(tableRow(t, report, "running server (--addr)"), "|")
+			if dps, err := strconv.ParseFloat(strings.TrimSpace(cells[2]), 64); err != nil || dps < 320 || dps > 480 {
+				t.Errorf("decisions/s at --rate 400: got %q, want 400 ± 20 %%\n%s", cells[2], report)
+			}
+			if got := strings.TrimSpace(cells[9]); (got != "—") != tt.wantCPU {
+				t.Errorf("server CPU per decision: got %q, want a number: %v\n%s", got, tt.wantCPU, report)
+			}
+			if !strings.Contains(report, "open loop at 400 calls/s") || !strings.Contains(report, "already running at "+addr) {
+				t.Errorf("report header does not describe the load and the target:\n%s", report)
+			}
+		})
+	}
+}
+
 func TestRunNoopServerExitsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -148,6 +200,9 @@ func TestParseOptions(t *testing.T) {
 		{"bad algorithm", []string{"--algorithm", "leaky"}},
 		{"bad unit", []string{"--unit", "week"}},
 		{"stray argument", []string{"extra"}},
+		{"--addr with --targets", []string{"--addr", "127.0.0.1:1", "--targets", "noop"}},
+		{"--pid without --addr", []string{"--pid", "5"}},
+		{"negative rate", []string{"--rate", "-1"}},
 		{"unknown flag", []string{"--nope"}},
 	}
 	for _, tt := range tests {
@@ -240,7 +295,7 @@ func TestRenderMarkdown(t *testing.T) {
 			h.record(p)
 		}
 		r := &loadResult{Window: 10 * time.Second, Latency: h, OK: ok, OverLimit: over, Errors: errs,
-			ErrorCodes: map[codes.Code]uint64{}, CPU: cpuTimes{Server: cpu, Redis: redisCPU, HasRedis: redisCPU > 0}}
+			ErrorCodes: map[codes.Code]uint64{}, CPU: cpuTimes{Server: cpu, HasServer: true, Redis: redisCPU, HasRedis: redisCPU > 0}}
 		if errs > 0 {
 			r.ErrorCodes[codes.Unavailable] = errs
 			r.FirstError = "rpc error: code = Unavailable desc = store"

@@ -84,7 +84,7 @@ func TestDriveNoop(t *testing.T) {
 	res, err := drive(context.Background(), addr, spec, func(context.Context) (cpuTimes, error) {
 		reads++
 		self, err := procCPU(os.Getpid(), ticks)
-		return cpuTimes{Server: self, Self: self}, err
+		return cpuTimes{Server: self, HasServer: true, Self: self}, err
 	})
 	if err != nil {
 		t.Fatal(err)

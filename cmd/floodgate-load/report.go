@@ -22,9 +22,20 @@ func renderMarkdown(m meta, rows []row) string {
 		machine += ", commit " + m.Commit
 	}
 	fmt.Fprintf(&b, "- Machine: %s; load average at start %s. Load generator, servers and Redis share these cores.\n", machine, orDash(m.LoadAvg))
-	fmt.Fprintf(&b, "- Load: closed loop, %d callers over %d gRPC connections; %s warm-up then %s measured per target, "+
+	loop := "closed loop"
+	if o.Rate > 0 {
+		loop = fmt.Sprintf("open loop at %.0f calls/s (latency from each call's scheduled time)", o.Rate)
+	}
+	fmt.Fprintf(&b, "- Load: %s, %d callers over %d gRPC connections; %s warm-up then %s measured per target, "+
 		"targets one after another. Each call: `ShouldRateLimit` domain `%s`, one descriptor (`%s` = one of %d values, uniform).\n",
-		o.Concurrency, o.Connections, o.Warmup, o.Duration, o.Domain, o.Key, o.Keys)
+		loop, o.Concurrency, o.Connections, o.Warmup, o.Duration, o.Domain, o.Key, o.Keys)
+	if o.Addr != "" {
+		pid := "its CPU and RSS not measured (no --pid)"
+		if o.PID > 0 {
+			pid = fmt.Sprintf("process %d", o.PID)
+		}
+		fmt.Fprintf(&b, "- Target: the server already running at %s, with its own limits and store; %s.\n", o.Addr, pid)
+	}
 	if m.Limits != "" {
 		fmt.Fprintf(&b, "- Floodgate: %s; `--on-store-error %s`", m.Limits, o.OnStoreError)
 		if o.StoreTimeout != "" {
@@ -109,7 +120,7 @@ func renderMarkdown(m meta, rows []row) string {
 			res, h := r.res, r.res.Latency
 			fmt.Fprintf(&b, "| %d | %s | %.0f | %s | %s | %s | %s | %s | %s | %s |\n", r.round, targetLabel(r.target),
 				res.decisionsPerSec(), fmtRatio(v, ok), fmtLatency(h.quantile(0.50)), fmtLatency(h.quantile(0.99)),
-				fmtLatency(h.quantile(0.999)), perDecision(res.CPU.Server, res.decisions()), redisPerDecision(res), fmtErrors(res))
+				fmtLatency(h.quantile(0.999)), serverPerDecision(res), redisPerDecision(res), fmtErrors(res))
 		}
 	}
 	if len(notes) > 0 {
@@ -133,7 +144,7 @@ func writeRow(b *strings.Builder, name string, r row, ratio string) {
 		name, res.decisionsPerSec(), ratio,
 		fmtLatency(h.quantile(0.50)), fmtLatency(h.quantile(0.90)), fmtLatency(h.quantile(0.99)),
 		fmtLatency(h.quantile(0.999)), fmtLatency(h.max),
-		perDecision(res.CPU.Server, res.decisions()), redisPerDecision(res), perDecision(res.CPU.Self, res.decisions()), rss,
+		serverPerDecision(res), redisPerDecision(res), perDecision(res.CPU.Self, res.decisions()), rss,
 		share(res.OverLimit, res.calls()), fmtErrors(res))
 }
 
@@ -185,6 +196,13 @@ func fmtRatio(v float64, ok bool) string {
 	return fmt.Sprintf("%.2f", v)
 }
 
+func serverPerDecision(res *loadResult) string {
+	if !res.CPU.HasServer {
+		return "—"
+	}
+	return perDecision(res.CPU.Server, res.decisions())
+}
+
 func redisPerDecision(res *loadResult) string {
 	if !res.CPU.HasRedis {
 		return "—"
@@ -200,6 +218,8 @@ func targetLabel(t string) string {
 		return "Floodgate, memory store"
 	case targetRedis:
 		return "Floodgate, Redis"
+	case targetExternal:
+		return "running server (--addr)"
 	}
 	return t
 }

@@ -98,6 +98,10 @@ func waitServing(ctx context.Context, addr string, p *proc, timeout time.Duratio
 	}
 	defer cc.Close()
 	hc := healthpb.NewHealthClient(cc)
+	name, exited, logTail := addr, (<-chan struct{})(nil), ""
+	if p != nil {
+		name, exited, logTail = p.name, p.exited, "\n"+p.logTail(20)
+	}
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
@@ -112,14 +116,14 @@ func waitServing(ctx context.Context, addr string, p *proc, timeout time.Duratio
 			last = fmt.Errorf("status %s", resp.GetStatus())
 		}
 		select {
-		case <-p.exited:
-			return fmt.Errorf("%s exited before serving: %v\n%s", p.name, p.waitErr, p.logTail(20))
+		case <-exited:
+			return fmt.Errorf("%s exited before serving: %v%s", name, p.waitErr, logTail)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not SERVING on %s after %s: %v\n%s", p.name, addr, timeout, last, p.logTail(20))
+			return fmt.Errorf("%s not SERVING on %s after %s: %v%s", name, addr, timeout, last, logTail)
 		}
 	}
 }
