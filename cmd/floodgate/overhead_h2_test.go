@@ -36,8 +36,9 @@ import (
 // calls/s most of a core taken from the server's machine, where in production the callers are Envoys on
 // other hosts).
 type ohH2Conn struct {
-	nc net.Conn
-	fr *http2.Framer
+	nc       net.Conn
+	fr       *http2.Framer
+	readDone chan struct{} // closed when read returns
 
 	wmu    sync.Mutex // serialises writes; stream ids are assigned under it, so they rise in send order
 	bw     *bufio.Writer
@@ -68,7 +69,7 @@ func ohH2Dial(addr string) (*ohH2Conn, error) {
 		return nil, err
 	}
 	c := &ohH2Conn{nc: nc, bw: bufio.NewWriterSize(nc, 32<<10), nextID: 1, sendWin: 65535,
-		pending: make(map[uint32]*ohH2Call)}
+		pending: make(map[uint32]*ohH2Call), readDone: make(chan struct{})}
 	c.win.L = &c.mu
 	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, 64<<10))
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -93,8 +94,11 @@ func ohH2Dial(addr string) (*ohH2Conn, error) {
 		nc.Close()
 		return nil, err
 	}
-	// Ends when the connection fails or is closed (Close).
-	go c.read()
+	// Ends when the connection fails or is closed; Close waits for it.
+	go func() {
+		defer close(c.readDone)
+		c.read()
+	}()
 	return c, nil
 }
 
@@ -112,8 +116,12 @@ func ohH2HeaderBlock(authority, path string) ([]byte, error) {
 	return hb.Bytes(), nil
 }
 
-// Close closes the connection; outstanding calls fail.
-func (c *ohH2Conn) Close() error { return c.nc.Close() }
+// Close closes the connection and waits for its reader; outstanding calls fail.
+func (c *ohH2Conn) Close() error {
+	err := c.nc.Close()
+	<-c.readDone
+	return err
+}
 
 // ShouldRateLimit sends msg (a RateLimitRequest with its 5-byte gRPC prefix, see ohH2Message) as a new
 // stream and waits for the answer, reporting whether its overall_code is OVER_LIMIT.

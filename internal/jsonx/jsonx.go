@@ -1,5 +1,3 @@
-// Package jsonx appends JSON strings without reflection, for the encoders on hot paths (audit events,
-// problem+json bodies of denials).
 package jsonx
 
 import "unicode/utf8"
