@@ -196,16 +196,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen grpc %s: %w", cfg.GRPCAddr, err)
 	}
+	defer grpcLn.Close() // when a later step fails; once served, the servers have closed them already
 	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		grpcLn.Close()
 		return fmt.Errorf("listen http %s: %w", cfg.HTTPAddr, err)
 	}
+	defer httpLn.Close()
 
 	// The lenient codec: Envoy sends header bytes and descriptor values as they are; the standard codec would
 	// refuse invalid UTF-8 with INTERNAL, which Envoy's fail-open turns into an unlimited request. Plus
 	// Envoy's keepalive pings tolerated and a stream worker pool (extauthz.TransportOptions).
 	grpcServer := grpc.NewServer(extauthz.ServerOptions()...)
+	// Releases the stream workers when a later step fails; after GracefulStop, a no-op.
+	defer grpcServer.Stop()
 	svc.Register(grpcServer)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcServer, healthSrv)

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -684,5 +685,41 @@ func TestDashboardFeed(t *testing.T) {
 	}
 	if code, page := httpGet(t, "http://"+s.httpAddr+"/"); code != 200 || !strings.Contains(page, "<html") {
 		t.Errorf("GET /: got %d, want the dashboard page", code)
+	}
+}
+
+// A start that fails after the listeners and the gRPC server exist (here: the OIDC issuer cannot be
+// reached) leaves nothing behind: both ports can be bound again and no gRPC stream worker is left.
+func TestStartupFailureReleasesEverything(t *testing.T) {
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	workers := func() int {
+		buf := make([]byte, 1<<22)
+		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "grpc.(*Server).serverWorker")
+	}
+	grpcAddr, httpAddr := free(), free()
+	before := workers()
+	err := run(context.Background(), []string{"--grpc-addr", grpcAddr, "--http-addr", httpAddr,
+		"--auth-oidc-issuer", "http://127.0.0.1:1", "--auth-audience", "floodgate"},
+		func(string) string { return "" }, io.Discard, io.Discard, nil)
+	if err == nil {
+		t.Fatal("run with an unreachable OIDC issuer: got no error")
+	}
+	if got := workers(); got != before {
+		t.Errorf("gRPC stream workers: got %d after the failed start, want %d as before", got, before)
+	}
+	for _, addr := range []string{grpcAddr, httpAddr} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("%s still held after the failed start: %v", addr, err)
+			continue
+		}
+		ln.Close()
 	}
 }

@@ -396,7 +396,9 @@ const audit = {
       : 'No denials yet. Requests over a limit, and changes of the limits, will appear here as they happen.';
     const changes = this.events.filter(isChange).length;
     const denials = this.events.length - changes;
-    const received = Math.max(this.received, denials);
+    // Denials waiting in the pause buffer are not missing: they show on resume.
+    const held = this.buffer.reduce((n, ev) => n + (isChange(ev) ? 0 : 1), 0);
+    const received = Math.max(this.received - held, denials);
     $('audit-count').textContent = (received > denials
       ? `${denials.toLocaleString('en-US')} of ${received.toLocaleString('en-US')} denials kept`
       : `${denials.toLocaleString('en-US')} denial${denials === 1 ? '' : 's'}`)

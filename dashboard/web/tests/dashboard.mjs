@@ -217,6 +217,10 @@ async function main() {
   await poll('paused button counts the buffered denials', async () =>
     (await page.textContent('#pause')) === `Resume (${paused.sent} new)`, 2000);
   check((await rowCount()) === want, 'rows changed while paused');
+  await page.fill('#f-text', 'x'); // re-render while paused: the buffered denials are not "missing"
+  await page.fill('#f-text', '');
+  check(!(await page.textContent('#audit-count')).includes('kept'),
+    `header while paused: ${await page.textContent('#audit-count')}`);
   await page.click('#pause');
   check((await rowCount()) === want + paused.sent || (await poll('rows after resume', async () => (await rowCount()) === want + paused.sent, 1000)) >= 0,
     'resume did not show the buffered denials');
