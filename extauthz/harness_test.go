@@ -226,7 +226,7 @@ func listen(t testing.TB, svc *Service) *grpc.ClientConn {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	srv := grpc.NewServer(grpc.ForceServerCodecV2(Codec()))
+	srv := grpc.NewServer(ServerOptions()...) // as the binary serves: codec, keepalive, stream workers
 	svc.Register(srv)
 	done := make(chan struct{})
 	// Ends when srv.Stop runs in the cleanup below.
