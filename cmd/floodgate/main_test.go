@@ -711,8 +711,13 @@ func TestStartupFailureReleasesEverything(t *testing.T) {
 	if err == nil {
 		t.Fatal("run with an unreachable OIDC issuer: got no error")
 	}
-	if got := workers(); got != before {
-		t.Errorf("gRPC stream workers: got %d after the failed start, want %d as before", got, before)
+	// Stop closes the workers' channel; they exit on their own, soon after.
+	got := workers()
+	for deadline := time.Now().Add(5 * time.Second); got != before && time.Now().Before(deadline); got = workers() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got != before {
+		t.Errorf("gRPC stream workers: got %d 5 s after the failed start, want %d as before", got, before)
 	}
 	for _, addr := range []string{grpcAddr, httpAddr} {
 		ln, err := net.Listen("tcp", addr)
