@@ -103,8 +103,13 @@ func (h *harness) run(ctx context.Context, stdout io.Writer) error {
 			rows = append(rows, r)
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("interrupted: %w", err)
+	interrupted := ctx.Err()
+	if interrupted != nil {
+		// Keep what was measured before the interruption (a window cut short says so in the report).
+		rows = slices.DeleteFunc(rows, func(r row) bool { return r.err != nil && errors.Is(r.err, context.Canceled) })
+		if len(rows) == 0 {
+			return fmt.Errorf("interrupted before anything was measured: %w", interrupted)
+		}
 	}
 
 	report := renderMarkdown(meta, rows)
@@ -115,6 +120,9 @@ func (h *harness) run(ctx context.Context, stdout io.Writer) error {
 		if err := os.WriteFile(o.Out, []byte(report), 0o644); err != nil {
 			return fmt.Errorf("write report %s: %w", o.Out, err)
 		}
+	}
+	if interrupted != nil {
+		return fmt.Errorf("interrupted (the report covers the load until then): %w", interrupted)
 	}
 	return verdict(rows, o.MaxErrorRatio)
 }
@@ -254,16 +262,26 @@ func (h *harness) runTarget(ctx context.Context, target, dir, bin, limitsPath, r
 	return r
 }
 
+// externalWait bounds the health check of a server the harness did not start.
+const externalWait = 5 * time.Second
+
 // runExternal drives the server at --addr, which the harness did not start: it waits until the server
 // reports SERVING, and reads its CPU and RSS only when --pid names its process.
 func (h *harness) runExternal(ctx context.Context) row {
 	o := h.opts
 	r := row{target: targetExternal}
-	if err := waitServing(ctx, o.Addr, nil, o.StartTimeout); err != nil {
+	ticks := clockTicks()
+	if o.PID > 0 {
+		if _, err := procCPU(o.PID, ticks); err != nil {
+			r.err = fmt.Errorf("--pid %d: %w", o.PID, err)
+			return r
+		}
+	}
+	// A running server answers its health check at once: give up after 5 s (--start-timeout if shorter).
+	if err := waitServing(ctx, o.Addr, nil, min(o.StartTimeout, externalWait)); err != nil {
 		r.err = err
 		return r
 	}
-	ticks := clockTicks()
 	readCPU := func(context.Context) (cpuTimes, error) {
 		var t cpuTimes
 		var err error

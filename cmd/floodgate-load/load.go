@@ -57,6 +57,8 @@ type loadResult struct {
 	ErrorCodes map[codes.Code]uint64
 	FirstError string
 	CPU        cpuTimes // used during the window
+	// Interrupted: the run was cancelled (Ctrl-C) during the window, which ended early.
+	Interrupted bool
 }
 
 // calls is every call that completed during the window.
@@ -160,9 +162,7 @@ func drive(ctx context.Context, addr string, spec loadSpec, readCPU func(context
 
 	res, err := measureWindow(ctx, spec, &phase, readCPU)
 	phase.Store(phaseDone)
-	if err != nil {
-		cancel()
-	}
+	cancel() // callers waiting for their next open-loop slot, or for an answer, stop now
 	wg.Wait()
 	if err != nil {
 		return nil, err
@@ -196,16 +196,15 @@ func measureWindow(ctx context.Context, spec loadSpec, phase *atomic.Int32, read
 	}
 	phase.Store(phaseMeasure)
 	t0 := time.Now()
-	if err := sleepCtx(ctx, spec.Duration); err != nil {
-		return nil, err
-	}
+	// Interrupted (Ctrl-C), the window ends early and what it measured is still reported.
+	interrupted := sleepCtx(ctx, spec.Duration) != nil
 	phase.Store(phaseDone)
 	window := time.Since(t0)
-	after, err := readCPU(ctx)
+	after, err := readCPU(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, err
 	}
-	return &loadResult{Window: window, CPU: cpuTimes{
+	return &loadResult{Window: window, Interrupted: interrupted, CPU: cpuTimes{
 		Server:     after.Server - before.Server,
 		HasServer:  before.HasServer && after.HasServer,
 		Redis:      after.Redis - before.Redis,
@@ -234,7 +233,7 @@ func callLoop(ctx context.Context, client rlsv3.RateLimitServiceClient, reqs []*
 		resp, err := client.ShouldRateLimit(cctx, req)
 		cancel()
 		d := time.Since(start)
-		if phase.Load() != phaseMeasure {
+		if phase.Load() != phaseMeasure || ctx.Err() != nil { // cut short by the end of the run: not a result
 			continue
 		}
 		st.hist.record(d)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -112,9 +113,16 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	targetsSet := false
-	fs.Visit(func(f *flag.Flag) { targetsSet = targetsSet || f.Name == "targets" })
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	targetsSet := set["targets"]
+	if !set["connections"] {
+		o.Connections = min(o.Connections, o.Concurrency) // --concurrency 1 alone is valid
+	}
 	if o.Addr != "" {
+		if _, port, err := net.SplitHostPort(o.Addr); err != nil || port == "" {
+			return o, fmt.Errorf("--addr %q: want host:port", o.Addr)
+		}
 		if targetsSet {
 			return o, errors.New("--addr and --targets exclude each other: --addr drives the server that is already running")
 		}

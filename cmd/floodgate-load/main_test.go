@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -86,22 +85,7 @@ func TestRunNoopTarget(t *testing.T) {
 // TestRunExternal drives a server the harness did not start (--addr), in an open loop (--rate): the call
 // rate follows the schedule, its CPU column is filled only with --pid.
 func TestRunExternal(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	// Ends when cancel is called at the end of the test.
-	go func() { served <- run(ctx, []string{"noop-server", "--addr", addr}, noEnv, io.Discard, io.Discard) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("noop-server: %v", err)
-		}
-	}()
+	addr := startNoop(t)
 
 	for _, tt := range []struct {
 		name    string
@@ -130,6 +114,46 @@ func TestRunExternal(t *testing.T) {
 				t.Errorf("report header does not describe the load and the target:\n%s", report)
 			}
 		})
+	}
+}
+
+// The edges of --addr runs: a low --rate still stops when the window ends (callers do not wait out their
+// next slot), Ctrl-C during the window still reports what was measured, and a --pid that is no process fails
+// before any load.
+func TestRunExternalEdges(t *testing.T) {
+	addr := startNoop(t)
+	base := []string{"--addr", addr, "--warmup", "200ms", "--concurrency", "8", "--connections", "2", "--keys", "10"}
+
+	start := time.Now()
+	var stdout bytes.Buffer
+	if err := run(context.Background(), append(base, "--rate", "2", "--duration", "1s"), noEnv, &stdout, io.Discard); err != nil {
+		t.Fatalf("--rate 2: %v", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("--rate 2 (a call every 4 s per caller) with 1.2 s of load took %s, want it to stop when the window ends", took)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1200*time.Millisecond, cancel)
+	stdout.Reset()
+	start = time.Now()
+	err := run(ctx, append(base, "--rate", "200", "--duration", "30s"), noEnv, &stdout, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "interrupted") || time.Since(start) > 5*time.Second {
+		t.Errorf("interrupted run: got %v after %s, want an interruption error at once", err, time.Since(start))
+	}
+	report := stdout.String()
+	if !strings.Contains(report, "running server (--addr): interrupted, its window ended after") {
+		t.Errorf("interrupted run: report does not keep the measured part:\n%s", report)
+	}
+	cells := strings.Split(tableRow(t, report, "running server (--addr)"), "|")
+	if dps, err := strconv.ParseFloat(strings.TrimSpace(cells[2]), 64); err != nil || dps < 150 || dps > 250 {
+		t.Errorf("interrupted run at --rate 200: got %q decisions/s, want about 200\n%s", cells[2], report)
+	}
+
+	start = time.Now()
+	err = run(context.Background(), append(base, "--pid", "999999999", "--duration", "5s"), noEnv, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--pid 999999999") || time.Since(start) > time.Second {
+		t.Errorf("--pid of no process: got %v after %s, want an error naming --pid at once", err, time.Since(start))
 	}
 }
 
@@ -203,6 +227,7 @@ func TestParseOptions(t *testing.T) {
 		{"--addr with --targets", []string{"--addr", "127.0.0.1:1", "--targets", "noop"}},
 		{"--pid without --addr", []string{"--pid", "5"}},
 		{"negative rate", []string{"--rate", "-1"}},
+		{"--addr without a port", []string{"--addr", "127.0.0.1"}},
 		{"unknown flag", []string{"--nope"}},
 	}
 	for _, tt := range tests {
@@ -211,6 +236,9 @@ func TestParseOptions(t *testing.T) {
 				t.Errorf("parseOptions(%q): got no error, want one", tt.give)
 			}
 		})
+	}
+	if o, err := parseOptions([]string{"--concurrency", "1"}, noEnv, io.Discard); err != nil || o.Connections != 1 {
+		t.Errorf("--concurrency 1 alone: got connections %d, %v; want 1, no error", o.Connections, err)
 	}
 	if _, err := parseOptions([]string{"-h"}, noEnv, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: got %v, want flag.ErrHelp", err)

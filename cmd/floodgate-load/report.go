@@ -72,6 +72,14 @@ func renderMarkdown(m meta, rows []row) string {
 		if r.res.Errors > 0 {
 			notes = append(notes, fmt.Sprintf("%s errors: %s; first: %s", where, fmtErrors(r.res), firstLine(r.res.FirstError)))
 		}
+		if r.res.Interrupted {
+			notes = append(notes, fmt.Sprintf("%s: interrupted, its window ended after %s of %s", where,
+				r.res.Window.Round(time.Millisecond), o.Duration))
+		}
+		if dps := r.res.decisionsPerSec() + float64(r.res.Errors)/r.res.Window.Seconds(); o.Rate > 0 && dps < 0.9*o.Rate {
+			notes = append(notes, fmt.Sprintf("%s: offered %.0f calls/s, completed %.0f/s — the server (or this load "+
+				"generator) could not keep up; latency includes the wait", where, o.Rate, dps))
+		}
 		if r.res.CPU.HasRedis && r.res.CPU.RedisConns > 0 {
 			notes = append(notes, fmt.Sprintf("%s: Redis accepted %d new connections during the window (a steady pool opens "+
 				"none; go-redis drops a connection whose call timed out)", where, r.res.CPU.RedisConns))

@@ -123,6 +123,9 @@ func waitServing(ctx context.Context, addr string, p *proc, timeout time.Duratio
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			if p == nil {
+				return fmt.Errorf("%s not SERVING after %s: %v", addr, timeout, last)
+			}
 			return fmt.Errorf("%s not SERVING on %s after %s: %v%s", name, addr, timeout, last, logTail)
 		}
 	}
