@@ -378,21 +378,13 @@ func TestOverheadLeanClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(extauthz.ServerOptions()...)
-	svc.Register(srv)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Ends when Stop is called at cleanup.
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
+	addr := ohServe(t, svc)
 
 	addrs := make([]string, 10)
 	for i := range addrs {
 		addrs[i] = "10.9.0." + strconv.Itoa(i)
 	}
-	load, err := newOHH2Load(ln.Addr().String(), addrs, func(g, n int) int { return (g + n) % len(addrs) })
+	load, err := newOHH2Load(addr, addrs, func(g, n int) int { return (g + n) % len(addrs) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +415,7 @@ func TestOverheadLeanClient(t *testing.T) {
 	}
 
 	// The same answers through grpc-go: every address is now over its limit.
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,12 +426,12 @@ func TestOverheadLeanClient(t *testing.T) {
 	}
 
 	// An unknown method: the trailers-only answer's grpc-status is the error.
-	bad, err := ohH2Dial(ln.Addr().String())
+	bad, err := ohH2Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer bad.Close()
-	if bad.hdr, err = ohH2HeaderBlock(ln.Addr().String(), "/"+rlsv3.RateLimitService_ServiceDesc.ServiceName+"/Nope"); err != nil {
+	if bad.hdr, err = ohH2HeaderBlock(addr, "/"+rlsv3.RateLimitService_ServiceDesc.ServiceName+"/Nope"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := bad.ShouldRateLimit(newOHH2Call(), load.msgs[0]); err == nil || !strings.Contains(err.Error(),

@@ -215,6 +215,22 @@ func ohLoadCalls(d time.Duration, call func(g, n int) (over bool, err error)) oh
 	return r
 }
 
+// ohServe serves svc with the binary's server options plus extra on a loopback port until the test ends, and
+// returns the address.
+func ohServe(t *testing.T, svc *extauthz.Service, extra ...grpc.ServerOption) string {
+	t.Helper()
+	srv := grpc.NewServer(append(extauthz.ServerOptions(), extra...)...)
+	svc.Register(srv)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ends when Stop is called at cleanup.
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String()
+}
+
 func ohRLS(addr string) *rlsv3.RateLimitRequest {
 	return &rlsv3.RateLimitRequest{Domain: "api", Descriptors: []*commonrl.RateLimitDescriptor{{
 		Entries: []*commonrl.RateLimitDescriptor_Entry{{Key: "remote_address", Value: addr}}}}}
@@ -436,16 +452,7 @@ func TestAuditOverhead(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := grpc.NewServer(append(extauthz.ServerOptions(), grpc.UnaryInterceptor(timers[withAudit].intercept))...)
-		svc.Register(srv)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Ends when Stop is called at cleanup.
-		go srv.Serve(ln)
-		t.Cleanup(srv.Stop)
-		return ln.Addr().String()
+		return ohServe(t, svc, grpc.UnaryInterceptor(timers[withAudit].intercept))
 	}
 	addrs := ohAddrs()
 	type target struct {
