@@ -326,7 +326,10 @@ func TestReloadsLeakNothing(t *testing.T) {
 	docA := "domain: api\ndescriptors:\n  - key: user\n    rate_limit: {unit: hour, requests_per_unit: 1000}\n"
 	docB := "domain: api\ndescriptors:\n  - key: user\n    rate_limit: {unit: hour, requests_per_unit: 2000}\n"
 	s := startInProcess(t, "--config-source", "api", "--config", writeLimits(t, docA), "--redis-url", srv.URL()+"?pool_size=10",
-		"--admin-rate", "1000", "--admin-burst", "1000")
+		"--admin-rate", "1000", "--admin-burst", "1000",
+		// Every decision must come from Redis: with the 10 ms default, a slow call on a loaded CI machine
+		// (-race) is answered degraded, without a limit, and could not be told apart from a mixed-up config.
+		"--store-timeout", "2s")
 	c := api{t: t, base: "http://" + s.httpAddr}
 	rdb := srv.Client()
 	ctx := context.Background()
