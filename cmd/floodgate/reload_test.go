@@ -369,11 +369,13 @@ func TestReloadsLeakNothing(t *testing.T) {
 				resp, err := cl.ShouldRateLimit(ctx, rlsRequest("api", "user", "u"+strconv.Itoa(i%50)))
 				if err != nil {
 					badN.Add(1)
+					t.Logf("decision %d: %v", i, err)
 					continue
 				}
 				okN.Add(1)
 				if n := resp.GetStatuses()[0].GetCurrentLimit().GetRequestsPerUnit(); n != 1000 && n != 2000 {
 					badN.Add(1)
+					t.Logf("decision %d: limit %d, want 1000 or 2000; headers %v", i, n, resp.GetResponseHeadersToAdd())
 				}
 			}
 		})
