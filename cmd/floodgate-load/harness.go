@@ -217,34 +217,10 @@ func (h *harness) runTarget(ctx context.Context, target, dir, bin, limitsPath, r
 	}
 
 	ticks := clockTicks()
-	readCPU := func(ctx context.Context) (cpuTimes, error) {
-		var t cpuTimes
-		var err error
-		if t.Server, err = procCPU(p.pid(), ticks); err != nil {
-			return t, err
-		}
-		t.HasServer = true
-		if t.Self, err = procCPU(os.Getpid(), ticks); err != nil {
-			return t, err
-		}
-		if rc != nil {
-			rs, err := redisStats(ctx, rc)
-			if err != nil {
-				return t, err
-			}
-			t.Redis, t.RedisConns = rs.CPU, rs.Conns
-			t.HasRedis = true
-		}
-		return t, nil
-	}
-	spec := loadSpec{
-		Concurrency: h.opts.Concurrency, Connections: h.opts.Connections,
-		Warmup: h.opts.Warmup, Duration: h.opts.Duration, CallTimeout: h.opts.CallTimeout,
-		Domain: h.opts.Domain, Key: h.opts.Key, Keys: h.opts.Keys, Seed: h.opts.Seed, Rate: h.opts.Rate,
-	}
+	spec := h.opts.loadSpec()
 	h.logger.Info("driving", "target", target, "concurrency", spec.Concurrency, "connections", spec.Connections,
-		"warmup", spec.Warmup, "duration", spec.Duration)
-	res, err := drive(ctx, addr, spec, readCPU)
+		"rate", spec.Rate, "warmup", spec.Warmup, "duration", spec.Duration)
+	res, err := drive(ctx, addr, spec, cpuReader(p.pid(), rc, ticks))
 	if err != nil {
 		r.err = err
 		return r
@@ -260,6 +236,42 @@ func (h *harness) runTarget(ctx context.Context, target, dir, bin, limitsPath, r
 		r.rss = rss
 	}
 	return r
+}
+
+// loadSpec is the load every target gets under these options.
+func (o options) loadSpec() loadSpec {
+	return loadSpec{
+		Concurrency: o.Concurrency, Connections: o.Connections,
+		Warmup: o.Warmup, Duration: o.Duration, CallTimeout: o.CallTimeout,
+		Domain: o.Domain, Key: o.Key, Keys: o.Keys, Seed: o.Seed, Rate: o.Rate,
+	}
+}
+
+// cpuReader reads the cumulative CPU of the server process pid (none when 0), of this process, and of Redis
+// through rc (none when nil).
+func cpuReader(pid int, rc redis.UniversalClient, ticks int64) func(context.Context) (cpuTimes, error) {
+	return func(ctx context.Context) (cpuTimes, error) {
+		var t cpuTimes
+		var err error
+		if pid > 0 {
+			if t.Server, err = procCPU(pid, ticks); err != nil {
+				return t, fmt.Errorf("server process %d: %w", pid, err)
+			}
+			t.HasServer = true
+		}
+		if t.Self, err = procCPU(os.Getpid(), ticks); err != nil {
+			return t, err
+		}
+		if rc != nil {
+			rs, err := redisStats(ctx, rc)
+			if err != nil {
+				return t, err
+			}
+			t.Redis, t.RedisConns = rs.CPU, rs.Conns
+			t.HasRedis = true
+		}
+		return t, nil
+	}
 }
 
 // externalWait bounds the health check of a server the harness did not start.
@@ -282,26 +294,10 @@ func (h *harness) runExternal(ctx context.Context) row {
 		r.err = err
 		return r
 	}
-	readCPU := func(context.Context) (cpuTimes, error) {
-		var t cpuTimes
-		var err error
-		if o.PID > 0 {
-			if t.Server, err = procCPU(o.PID, ticks); err != nil {
-				return t, fmt.Errorf("--pid %d: %w", o.PID, err)
-			}
-			t.HasServer = true
-		}
-		t.Self, err = procCPU(os.Getpid(), ticks)
-		return t, err
-	}
-	spec := loadSpec{
-		Concurrency: o.Concurrency, Connections: o.Connections,
-		Warmup: o.Warmup, Duration: o.Duration, CallTimeout: o.CallTimeout,
-		Domain: o.Domain, Key: o.Key, Keys: o.Keys, Seed: o.Seed, Rate: o.Rate,
-	}
+	spec := o.loadSpec()
 	h.logger.Info("driving", "target", o.Addr, "concurrency", spec.Concurrency, "connections", spec.Connections,
 		"rate", spec.Rate, "warmup", spec.Warmup, "duration", spec.Duration)
-	res, err := drive(ctx, o.Addr, spec, readCPU)
+	res, err := drive(ctx, o.Addr, spec, cpuReader(o.PID, nil, ticks))
 	if err != nil {
 		r.err = err
 		return r
